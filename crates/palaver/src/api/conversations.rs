@@ -1,0 +1,80 @@
+//! Conversation CRUD: thin handlers over `ConversationService`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::dto::{ConversationPage, ConversationWithMessages, CreateConversationRequest, ListQuery};
+use super::extract::{ApiJson, ApiQuery, IdPath};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::service::NewConversationInput;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_conversation, list_conversations))
+        .routes(routes!(get_conversation, delete_conversation))
+}
+
+/// Create a conversation.
+#[utoipa::path(post, path = "/ai/conversations", tag = "conversations",
+    request_body = CreateConversationRequest,
+    responses(
+        (status = 201, body = super::dto::Conversation),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    ))]
+async fn create_conversation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<CreateConversationRequest>,
+) -> Result<(StatusCode, Json<super::dto::Conversation>), ApiError> {
+    let input = NewConversationInput {
+        title: body.title,
+        system_prompt: body.system_prompt,
+        model: body.model,
+        metadata: body.metadata,
+    };
+    let conversation = state.conversations.create(&user.id, input).await?;
+    Ok((StatusCode::CREATED, Json(conversation.into())))
+}
+
+/// List the caller's conversations, latest activity first.
+#[utoipa::path(get, path = "/ai/conversations", tag = "conversations",
+    params(ListQuery),
+    responses((status = 200, body = ConversationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_conversations(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ConversationPage>, ApiError> {
+    let page = state.conversations.list(&user.id, query.page.unwrap_or(1), query.limit.unwrap_or(20)).await?;
+    Ok(Json(page.into()))
+}
+
+/// Get a conversation with its messages, oldest first.
+#[utoipa::path(get, path = "/ai/conversations/{id}", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = ConversationWithMessages), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_conversation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+) -> Result<Json<ConversationWithMessages>, ApiError> {
+    let (conversation, messages) = state.conversations.get_with_messages(&user.id, id).await?;
+    Ok(Json(ConversationWithMessages {
+        conversation: conversation.into(),
+        messages: messages.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Delete a conversation and its messages.
+#[utoipa::path(delete, path = "/ai/conversations/{id}", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_conversation(State(state): State<AppState>, user: AuthUser, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+    state.conversations.delete(&user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

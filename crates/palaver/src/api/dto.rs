@@ -1,0 +1,161 @@
+//! Wire shapes of API.md (camelCase JSON) and their conversions from store rows.
+
+use chrono::SecondsFormat;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::service::Page;
+use crate::store::{self, Timestamp};
+
+pub fn rfc3339(t: &Timestamp) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: Uuid,
+    #[schema(example = "New Conversation")]
+    pub title: String,
+    pub user_id: String,
+    pub message_count: i64,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    #[schema(example = "2026-01-01T00:00:00.000Z")]
+    pub created_at: String,
+    /// Moves with every new message.
+    pub updated_at: String,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+}
+
+impl From<store::Conversation> for Conversation {
+    fn from(c: store::Conversation) -> Self {
+        Conversation {
+            id: c.id,
+            title: c.title,
+            user_id: c.user_id,
+            message_count: c.message_count,
+            metadata: c.metadata,
+            created_at: rfc3339(&c.created_at),
+            updated_at: rfc3339(&c.updated_at),
+            model: c.model,
+            system_prompt: c.system_prompt,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+}
+
+impl From<store::Role> for Role {
+    fn from(r: store::Role) -> Self {
+        match r {
+            store::Role::User => Role::User,
+            store::Role::Assistant => Role::Assistant,
+            store::Role::System => Role::System,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub role: Role,
+    pub content: String,
+    pub tokens: i64,
+    pub model: Option<String>,
+    /// For example `{"stopped": true}` for a stream cut short.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    pub created_at: String,
+}
+
+impl From<store::Message> for Message {
+    fn from(m: store::Message) -> Self {
+        Message {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            role: m.role.into(),
+            content: m.content,
+            tokens: m.tokens,
+            model: m.model,
+            metadata: m.metadata,
+            created_at: rfc3339(&m.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationWithMessages {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    /// Oldest first.
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema, garde::Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConversationRequest {
+    /// Defaults to "New Conversation".
+    #[garde(length(chars, max = 200))]
+    pub title: Option<String>,
+    #[garde(length(chars, max = 32000))]
+    pub system_prompt: Option<String>,
+    #[garde(length(chars, min = 1, max = 200))]
+    pub model: Option<String>,
+    #[garde(custom(is_object))]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+fn is_object(value: &Option<serde_json::Value>, _: &()) -> garde::Result {
+    match value {
+        None | Some(serde_json::Value::Object(_)) => Ok(()),
+        Some(_) => Err(garde::Error::new("must be a JSON object")),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams, garde::Validate)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page number, from 1.
+    #[garde(range(min = 1))]
+    #[param(minimum = 1, default = 1)]
+    pub page: Option<u64>,
+    /// Page size, 1 to 100.
+    #[garde(range(min = 1, max = 100))]
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PageMeta {
+    pub total: u64,
+    pub page: u64,
+    pub limit: u64,
+    pub total_pages: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConversationPage {
+    pub data: Vec<Conversation>,
+    pub meta: PageMeta,
+}
+
+impl From<Page<store::Conversation>> for ConversationPage {
+    fn from(page: Page<store::Conversation>) -> Self {
+        let meta = PageMeta { total: page.total, page: page.page, limit: page.limit, total_pages: page.total_pages() };
+        ConversationPage { data: page.items.into_iter().map(Into::into).collect(), meta }
+    }
+}

@@ -1,0 +1,86 @@
+//! `GET /ai/usage`: the caller's usage, cost and limits.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::dto::rfc3339;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(usage))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelUsage {
+    pub model: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    pub rate_limit_per_minute: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_quota: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_remaining: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageStats {
+    pub total_tokens: i64,
+    pub conversations_count: i64,
+    pub messages_count: i64,
+    /// Time of the latest message or usage; null before any.
+    pub last_used: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub requests: i64,
+    pub cost_usd: f64,
+    pub by_model: Vec<ModelUsage>,
+    pub limits: Limits,
+}
+
+/// The caller's usage statistics.
+#[utoipa::path(get, path = "/ai/usage", tag = "usage",
+    responses((status = 200, body = UsageStats), (status = 401, body = ErrorBody)))]
+async fn usage(State(state): State<AppState>, user: AuthUser) -> Result<Json<UsageStats>, ApiError> {
+    let t = state.usage.totals(&user.id).await?;
+    Ok(Json(UsageStats {
+        total_tokens: t.total_tokens,
+        conversations_count: t.conversations_count,
+        messages_count: t.messages_count,
+        last_used: t.last_used.as_ref().map(rfc3339),
+        prompt_tokens: t.prompt_tokens,
+        completion_tokens: t.completion_tokens,
+        requests: t.requests,
+        cost_usd: t.cost_usd,
+        by_model: t
+            .by_model
+            .into_iter()
+            .map(|m| ModelUsage {
+                model: m.model,
+                requests: m.requests,
+                prompt_tokens: m.prompt_tokens,
+                completion_tokens: m.completion_tokens,
+                cost_usd: m.cost_usd,
+            })
+            .collect(),
+        limits: Limits {
+            rate_limit_per_minute: state.config.rate_limit_per_minute,
+            token_quota: state.quotas.limit(),
+            tokens_remaining: state.quotas.remaining(&user.id).await.map_err(ApiError::internal)?,
+        },
+    }))
+}

@@ -1,0 +1,558 @@
+//! The `jobs` table (migrations `*_jobs.sql`), in SQLite or PostgreSQL: the state of every
+//! job, readable from every instance.
+//!
+//! Writes by a running attempt are guarded by its lease token (`locked_by`): a worker that
+//! lost its lease (presumed dead, job handed over) can no longer change the job.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use uuid::Uuid;
+
+use super::{Job, JobKind, JobStatus};
+use crate::config::DatabaseConfig;
+use crate::store::Timestamp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("jobs table: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("jobs table: unreadable row: {0}")]
+    Corrupt(String),
+}
+
+pub type RepoResult<T> = Result<T, RepoError>;
+
+/// How an attempt ends.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Completed {
+        result: Value,
+    },
+    Failed {
+        error: String,
+    },
+    /// Failed, with another attempt due at `run_at`.
+    Delayed {
+        error: String,
+        run_at: Timestamp,
+    },
+}
+
+/// A job that nobody seems to be taking care of (see [`JobRepo::stranded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stranded {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub attempts: i32,
+}
+
+#[derive(Clone)]
+pub enum JobRepo {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The columns of a [`Job`], in the order of `insert`.
+macro_rules! columns {
+    () => {
+        "id, user_id, kind, data, status, progress, attempts, max_attempts, result, error, \
+         conversation_id, run_at, locked_by, locked_until, created_at, updated_at"
+    };
+}
+
+/// An update of the attempt holding the lease: `?1`/`$1` is the value, then id, token, now.
+macro_rules! guarded {
+    ($set_sqlite:literal, $set_pg:literal) => {
+        (
+            concat!(
+                "UPDATE jobs SET ",
+                $set_sqlite,
+                ", updated_at = ?4 WHERE id = ?2 AND locked_by = ?3 AND status = 'active'"
+            ),
+            concat!(
+                "UPDATE jobs SET ",
+                $set_pg,
+                ", updated_at = $4 WHERE id = $2 AND locked_by = $3 AND status = 'active'"
+            ),
+        )
+    };
+}
+
+impl JobRepo {
+    /// A small pool of its own on the store's database (the table comes with the store's
+    /// migrations).
+    pub async fn connect(database: &DatabaseConfig) -> RepoResult<JobRepo> {
+        Ok(match database {
+            DatabaseConfig::Sqlite { url } => {
+                let options =
+                    SqliteConnectOptions::from_str(url)?.busy_timeout(Duration::from_secs(10));
+                JobRepo::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+            DatabaseConfig::Postgres { url } => {
+                JobRepo::Postgres(PgPoolOptions::new().max_connections(3).connect(url).await?)
+            }
+        })
+    }
+
+    pub async fn insert(&self, job: &Job) -> RepoResult<()> {
+        match self {
+            JobRepo::Sqlite(pool) => {
+                sqlx::query(concat!(
+                    "INSERT INTO jobs (",
+                    columns!(),
+                    ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                ))
+                .bind(job.id.to_string())
+                .bind(&job.user_id)
+                .bind(job.kind.as_str())
+                .bind(job.data.to_string())
+                .bind(job.status.as_str())
+                .bind(job.progress)
+                .bind(job.attempts)
+                .bind(job.max_attempts)
+                .bind(job.result.as_ref().map(Value::to_string))
+                .bind(&job.error)
+                .bind(job.conversation_id.map(|c| c.to_string()))
+                .bind(job.run_at.as_ref().map(ts))
+                .bind(&job.locked_by)
+                .bind(job.locked_until.as_ref().map(ts))
+                .bind(ts(&job.created_at))
+                .bind(ts(&job.updated_at))
+                .execute(pool)
+                .await?;
+            }
+            JobRepo::Postgres(pool) => {
+                sqlx::query(concat!(
+                    "INSERT INTO jobs (",
+                    columns!(),
+                    ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
+                ))
+                .bind(job.id)
+                .bind(&job.user_id)
+                .bind(job.kind.as_str())
+                .bind(&job.data)
+                .bind(job.status.as_str())
+                .bind(job.progress)
+                .bind(job.attempts)
+                .bind(job.max_attempts)
+                .bind(&job.result)
+                .bind(&job.error)
+                .bind(job.conversation_id)
+                .bind(job.run_at)
+                .bind(&job.locked_by)
+                .bind(job.locked_until)
+                .bind(job.created_at)
+                .bind(job.updated_at)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, id: Uuid) -> RepoResult<Option<Job>> {
+        match self {
+            JobRepo::Sqlite(pool) => {
+                sqlx::query(concat!("SELECT ", columns!(), " FROM jobs WHERE id = ?"))
+                    .bind(id.to_string())
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|row| sqlite_job(&row))
+                    .transpose()
+            }
+            JobRepo::Postgres(pool) => {
+                sqlx::query(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|row| pg_job(&row))
+                    .transpose()
+            }
+        }
+    }
+
+    /// Starts attempt `attempt` under the lease `token` when the job is due for it: waiting or
+    /// delayed (and due) with fewer attempts, or active under a lease that has expired (its
+    /// worker died). `None` when it is not due (see [`Job`] for why).
+    pub async fn claim(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        token: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> RepoResult<Option<Job>> {
+        match self {
+            JobRepo::Sqlite(pool) => sqlx::query(concat!(
+                "UPDATE jobs SET status = 'active', attempts = ?2, locked_by = ?3, locked_until = ?5, run_at = NULL,
+                 updated_at = ?4 WHERE id = ?1
+                 AND ((status IN ('waiting', 'delayed') AND attempts < ?2 AND (run_at IS NULL OR run_at <= ?4))
+                      OR (status = 'active' AND attempts <= ?2 AND locked_until < ?4))
+                 RETURNING ",
+                columns!()
+            ))
+            .bind(id.to_string())
+            .bind(attempt)
+            .bind(token)
+            .bind(ts(&now))
+            .bind(ts(&lease_until))
+            .fetch_optional(pool)
+            .await?
+            .map(|row| sqlite_job(&row))
+            .transpose(),
+            JobRepo::Postgres(pool) => sqlx::query(concat!(
+                "UPDATE jobs SET status = 'active', attempts = $2, locked_by = $3, locked_until = $5, run_at = NULL,
+                 updated_at = $4 WHERE id = $1
+                 AND ((status IN ('waiting', 'delayed') AND attempts < $2 AND (run_at IS NULL OR run_at <= $4))
+                      OR (status = 'active' AND attempts <= $2 AND locked_until < $4))
+                 RETURNING ",
+                columns!()
+            ))
+            .bind(id)
+            .bind(attempt)
+            .bind(token)
+            .bind(now)
+            .bind(lease_until)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| pg_job(&row))
+            .transpose(),
+        }
+    }
+
+    /// Extends the lease; false when it was lost.
+    pub async fn renew(&self, id: Uuid, token: &str, until: Timestamp) -> RepoResult<bool> {
+        self.guarded(
+            id,
+            token,
+            guarded!("locked_until = ?1", "locked_until = $1"),
+            Bind::Time(until),
+        )
+        .await
+    }
+
+    pub async fn set_progress(&self, id: Uuid, token: &str, progress: i32) -> RepoResult<bool> {
+        self.guarded(
+            id,
+            token,
+            guarded!("progress = ?1", "progress = $1"),
+            Bind::Int(progress),
+        )
+        .await
+    }
+
+    pub async fn set_conversation(
+        &self,
+        id: Uuid,
+        token: &str,
+        conversation_id: Uuid,
+    ) -> RepoResult<bool> {
+        self.guarded(
+            id,
+            token,
+            guarded!("conversation_id = ?1", "conversation_id = $1"),
+            Bind::Uuid(conversation_id),
+        )
+        .await
+    }
+
+    /// Keeps a completion's result before its reply is stored (see `scoped`).
+    pub async fn stash_result(&self, id: Uuid, token: &str, result: &Value) -> RepoResult<bool> {
+        self.guarded(
+            id,
+            token,
+            guarded!("result = ?1", "result = $1"),
+            Bind::Json(result.clone()),
+        )
+        .await
+    }
+
+    /// Ends the attempt holding `token` and releases the lease; false when it was lost.
+    pub async fn finish(&self, id: Uuid, token: &str, finish: &Finish) -> RepoResult<bool> {
+        let (status, progress, result, error, run_at) = match finish {
+            Finish::Completed { result } => (
+                JobStatus::Completed,
+                Some(100),
+                Some(result.clone()),
+                None,
+                None,
+            ),
+            Finish::Failed { error } => (JobStatus::Failed, None, None, Some(error.clone()), None),
+            Finish::Delayed { error, run_at } => (
+                JobStatus::Delayed,
+                Some(0),
+                None,
+                Some(error.clone()),
+                Some(*run_at),
+            ),
+        };
+        let now = crate::store::now();
+        let rows = match self {
+            JobRepo::Sqlite(pool) => sqlx::query(
+                "UPDATE jobs SET status = ?3, progress = COALESCE(?4, progress), result = ?5, error = ?6, run_at = ?7,
+                 locked_by = NULL, locked_until = NULL, updated_at = ?8
+                 WHERE id = ?1 AND locked_by = ?2 AND status = 'active'",
+            )
+            .bind(id.to_string())
+            .bind(token)
+            .bind(status.as_str())
+            .bind(progress)
+            .bind(result.as_ref().map(Value::to_string))
+            .bind(error)
+            .bind(run_at.as_ref().map(ts))
+            .bind(ts(&now))
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            JobRepo::Postgres(pool) => sqlx::query(
+                "UPDATE jobs SET status = $3, progress = COALESCE($4, progress), result = $5, error = $6, run_at = $7,
+                 locked_by = NULL, locked_until = NULL, updated_at = $8
+                 WHERE id = $1 AND locked_by = $2 AND status = 'active'",
+            )
+            .bind(id)
+            .bind(token)
+            .bind(status.as_str())
+            .bind(progress)
+            .bind(result)
+            .bind(error)
+            .bind(run_at)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(rows == 1)
+    }
+
+    /// Fails a job that never ran (it could not be queued).
+    pub async fn abandon(&self, id: Uuid, error: &str) -> RepoResult<()> {
+        let now = crate::store::now();
+        match self {
+            JobRepo::Sqlite(pool) => {
+                sqlx::query("UPDATE jobs SET status = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'waiting'")
+                    .bind(id.to_string())
+                    .bind(error)
+                    .bind(ts(&now))
+                    .execute(pool)
+                    .await?;
+            }
+            JobRepo::Postgres(pool) => {
+                sqlx::query("UPDATE jobs SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND status = 'waiting'")
+                    .bind(id)
+                    .bind(error)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Jobs not finished and not looked after since `before`: waiting since then, delayed
+    /// and due since then, or active under a lease that expired then. Their deliveries were
+    /// probably lost (an instance's local queue gone, a Redis without persistence restarted).
+    pub async fn stranded(&self, before: Timestamp, limit: i64) -> RepoResult<Vec<Stranded>> {
+        let rows = match self {
+            JobRepo::Sqlite(pool) => sqlx::query(
+                "SELECT id, status, attempts FROM jobs
+                 WHERE (status = 'waiting' AND updated_at < ?1) OR (status = 'delayed' AND run_at < ?1)
+                    OR (status = 'active' AND locked_until < ?1)
+                 ORDER BY updated_at LIMIT ?2",
+            )
+            .bind(ts(&before))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok((parse_uuid(&id)?, row.try_get::<String, _>("status")?, row.try_get::<i32, _>("attempts")?))
+            })
+            .collect::<RepoResult<Vec<_>>>()?,
+            JobRepo::Postgres(pool) => sqlx::query(
+                "SELECT id, status, attempts FROM jobs
+                 WHERE (status = 'waiting' AND updated_at < $1) OR (status = 'delayed' AND run_at < $1)
+                    OR (status = 'active' AND locked_until < $1)
+                 ORDER BY updated_at LIMIT $2",
+            )
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get::<String, _>("status")?, row.try_get::<i32, _>("attempts")?)))
+            .collect::<RepoResult<Vec<_>>>()?,
+        };
+        rows.into_iter()
+            .map(|(id, status, attempts)| {
+                Ok(Stranded {
+                    id,
+                    status: parse_status(&status)?,
+                    attempts,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs one of the [`guarded!`] updates; false when the lease was lost.
+    async fn guarded(
+        &self,
+        id: Uuid,
+        token: &str,
+        sql: (&'static str, &'static str),
+        value: Bind,
+    ) -> RepoResult<bool> {
+        let now = crate::store::now();
+        let rows = match self {
+            JobRepo::Sqlite(pool) => {
+                let query = match value {
+                    Bind::Time(t) => sqlx::query(sql.0).bind(ts(&t)),
+                    Bind::Int(i) => sqlx::query(sql.0).bind(i),
+                    Bind::Uuid(u) => sqlx::query(sql.0).bind(u.to_string()),
+                    Bind::Json(v) => sqlx::query(sql.0).bind(v.to_string()),
+                };
+                query
+                    .bind(id.to_string())
+                    .bind(token)
+                    .bind(ts(&now))
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+            JobRepo::Postgres(pool) => {
+                let query = match value {
+                    Bind::Time(t) => sqlx::query(sql.1).bind(t),
+                    Bind::Int(i) => sqlx::query(sql.1).bind(i),
+                    Bind::Uuid(u) => sqlx::query(sql.1).bind(u),
+                    Bind::Json(v) => sqlx::query(sql.1).bind(v),
+                };
+                query
+                    .bind(id)
+                    .bind(token)
+                    .bind(now)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+        };
+        Ok(rows == 1)
+    }
+}
+
+enum Bind {
+    Time(Timestamp),
+    Int(i32),
+    Uuid(Uuid),
+    Json(Value),
+}
+
+/// SQLite keeps times as fixed-width RFC 3339 text, so that they compare as text.
+fn ts(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_ts(s: &str) -> RepoResult<Timestamp> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| RepoError::Corrupt(format!("time `{s}`: {e}")))
+}
+
+fn parse_uuid(s: &str) -> RepoResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| RepoError::Corrupt(format!("uuid `{s}`: {e}")))
+}
+
+fn parse_status(s: &str) -> RepoResult<JobStatus> {
+    JobStatus::parse(s).ok_or_else(|| RepoError::Corrupt(format!("status `{s}`")))
+}
+
+fn parse_kind(s: &str) -> RepoResult<JobKind> {
+    JobKind::parse(s).ok_or_else(|| RepoError::Corrupt(format!("kind `{s}`")))
+}
+
+fn parse_json(s: &str) -> RepoResult<Value> {
+    serde_json::from_str(s).map_err(|e| RepoError::Corrupt(format!("json: {e}")))
+}
+
+fn sqlite_job(row: &SqliteRow) -> RepoResult<Job> {
+    let opt_ts = |name: &str| -> RepoResult<Option<Timestamp>> {
+        row.try_get::<Option<String>, _>(name)?
+            .as_deref()
+            .map(parse_ts)
+            .transpose()
+    };
+    Ok(Job {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        user_id: row.try_get("user_id")?,
+        kind: parse_kind(&row.try_get::<String, _>("kind")?)?,
+        data: parse_json(&row.try_get::<String, _>("data")?)?,
+        status: parse_status(&row.try_get::<String, _>("status")?)?,
+        progress: row.try_get("progress")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        result: row
+            .try_get::<Option<String>, _>("result")?
+            .as_deref()
+            .map(parse_json)
+            .transpose()?,
+        error: row.try_get("error")?,
+        conversation_id: row
+            .try_get::<Option<String>, _>("conversation_id")?
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?,
+        run_at: opt_ts("run_at")?,
+        locked_by: row.try_get("locked_by")?,
+        locked_until: opt_ts("locked_until")?,
+        created_at: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_ts(&row.try_get::<String, _>("updated_at")?)?,
+    })
+}
+
+fn pg_job(row: &PgRow) -> RepoResult<Job> {
+    Ok(Job {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        kind: parse_kind(&row.try_get::<String, _>("kind")?)?,
+        data: row.try_get("data")?,
+        status: parse_status(&row.try_get::<String, _>("status")?)?,
+        progress: row.try_get("progress")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        result: row.try_get("result")?,
+        error: row.try_get("error")?,
+        conversation_id: row.try_get("conversation_id")?,
+        run_at: row.try_get("run_at")?,
+        locked_by: row.try_get("locked_by")?,
+        locked_until: row.try_get("locked_until")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_times_sort_as_text() {
+        let a = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let b = a + chrono::Duration::microseconds(1);
+        let c = a + chrono::Duration::milliseconds(1500);
+        assert!(ts(&a) < ts(&b) && ts(&b) < ts(&c));
+        assert_eq!(ts(&a), "2026-01-01T00:00:00.000000Z");
+        assert_eq!(parse_ts(&ts(&b)).unwrap(), b);
+    }
+}

@@ -1,0 +1,275 @@
+//! Start-up: build the state from configuration, bind, serve, shut down gracefully.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+
+use crate::auth::{AuthConfigError, JwtVerifier, KnownUsers};
+use crate::config::{Config, ConfigError, DatabaseConfig};
+use crate::limits::{LimitError, LocalGcra, QuotaError, Quotas, Rate, RateLimiter, RedisGcra};
+use crate::pricing::{PriceError, PriceTable};
+use crate::providers::{ProviderError, Providers};
+use crate::service::{ActiveStreams, ChatDefaults, ChatService, ConversationService, EmbeddingService, UsageService};
+use crate::state::AppState;
+use crate::store::{PgStore, SqliteStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Prices(#[from] PriceError),
+    #[error(transparent)]
+    Limits(#[from] LimitError),
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
+    #[error("providers: {0}")]
+    Providers(#[from] ProviderError),
+    /// [jobs]
+    #[error("jobs: {0}")]
+    Jobs(#[from] crate::jobs::JobsError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects the configured store (SQLite file or PostgreSQL) and applies migrations.
+pub async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    let store: Arc<dyn Store> = match &config.database {
+        DatabaseConfig::Sqlite { url } => Arc::new(SqliteStore::connect(url).await?),
+        DatabaseConfig::Postgres { url } => Arc::new(PgStore::connect(url).await?),
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The JWT secret of the embedded mode: generated once, kept in the data directory.
+pub fn embedded_jwt_secret(data_dir: &Path) -> Result<(SecretString, bool), std::io::Error> {
+    let path = data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if !existing.is_empty() {
+            return Ok((SecretString::from(existing), false));
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let bytes: [u8; 32] = rand::random();
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    write_private(&path, &secret)?;
+    Ok((SecretString::from(secret), true))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// Fills in the embedded JWT secret when no verifier is configured (embedded mode only).
+pub fn resolve_jwt(config: &mut Config) -> Result<(), StartupError> {
+    if config.jwt.has_verifier() {
+        return Ok(());
+    }
+    if !config.is_embedded() {
+        return Err(ConfigError::new(
+            "JWT_SECRET",
+            "required with PostgreSQL (or set JWT_PUBLIC_KEY or JWT_JWKS_URL): every instance must verify the same tokens",
+        )
+        .into());
+    }
+    let (secret, created) = embedded_jwt_secret(&config.data_dir)?;
+    let path = config.data_dir.join("jwt-secret");
+    if created {
+        tracing::warn!(path = %path.display(), "JWT_SECRET is not set: generated a development secret; mint tokens with `palaver token --sub USER`");
+    } else {
+        tracing::warn!(path = %path.display(), "JWT_SECRET is not set: using the development secret kept in the data directory");
+    }
+    config.jwt.secret = Some(secret);
+    Ok(())
+}
+
+/// Builds the shared state: store (migrated), JWT verifier, providers, services.
+pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
+    resolve_jwt(&mut config)?;
+    let store = connect_store(&config).await?;
+    let verifier = JwtVerifier::from_config(&config.jwt).await?;
+    let providers = Arc::new(Providers::from_config(&config)?);
+    let prices = Arc::new(PriceTable::load(config.prices_file.as_deref())?);
+    let redis_url = config.redis_url.as_ref().map(|u| u.expose_secret().to_owned());
+    let limiter = Arc::new(rate_limiter(redis_url.as_deref(), Rate::per_minute(config.rate_limit_per_minute), "palaver:rl:user:").await?);
+    let auth_failures =
+        Arc::new(rate_limiter(redis_url.as_deref(), Rate::per_minute(config.auth_failures_per_minute), "palaver:rl:ip:").await?);
+    let quotas = Arc::new(Quotas::new(config.quota_tokens_per_day, store.clone(), redis_url.as_deref()).await?);
+    announce_providers(&providers);
+    for warning in config.key_warnings() {
+        tracing::warn!("{warning}");
+    }
+    let _ = crate::telemetry::metrics_handle();
+    // Load the tokenizer tables off the start-up path.
+    tokio::task::spawn_blocking(crate::tokens::warm_up);
+    let defaults = ChatDefaults {
+        model: config.openai.model.clone(),
+        max_tokens: config.openai.max_tokens,
+        temperature: config.openai.temperature,
+    };
+    // [jobs] the job queue and the parts of the chat pipeline its workers build on.
+    let jobs_chat =
+        crate::jobs::ChatParts { store: store.clone(), providers: providers.clone(), prices: prices.clone(), defaults: defaults.clone() };
+    let jobs = crate::jobs::Jobs::connect(&config, jobs_chat).await?;
+    Ok(AppState {
+        jobs,
+        conversations: ConversationService::new(store.clone()),
+        chat: ChatService::new(store.clone(), providers.clone(), prices.clone(), quotas.clone(), defaults),
+        embeddings: EmbeddingService::new(store.clone(), providers, prices, quotas.clone()),
+        usage: UsageService::new(store.clone()),
+        config: Arc::new(config),
+        store,
+        verifier,
+        known_users: Arc::new(KnownUsers::default()),
+        streams: Arc::new(ActiveStreams::default()),
+        tasks: tokio_util::task::TaskTracker::new(),
+        broadcaster: Default::default(),
+        limiter,
+        auth_failures,
+        quotas,
+    })
+}
+
+async fn rate_limiter(redis_url: Option<&str>, rate: Rate, prefix: &str) -> Result<RateLimiter, StartupError> {
+    Ok(match redis_url {
+        None => RateLimiter::Local(LocalGcra::new(rate)),
+        Some(url) => RateLimiter::Redis(RedisGcra::connect(url, rate, prefix).await?),
+    })
+}
+
+fn announce_providers(providers: &Providers) {
+    if providers.is_mock() {
+        tracing::warn!("**************************************************************************");
+        tracing::warn!("* NO PROVIDER KEY IS CONFIGURED: answering from the built-in MOCK provider *");
+        tracing::warn!("* Replies are canned text. Set OPENAI_API_KEY, ANTHROPIC_API_KEY,          *");
+        tracing::warn!("* GEMINI_API_KEY or OPENAI_BASE_URL to talk to a real model.               *");
+        tracing::warn!("**************************************************************************");
+    } else {
+        let names: Vec<&str> = providers.all().map(|p| p.name()).collect();
+        tracing::info!(providers = ?names, "providers configured");
+    }
+}
+
+/// A built application bound to a listener: tests bind port 0 and read [`Application::port`].
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Builds the state and binds `HOST:PORT` from the configuration.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        Application::with_listener(config, listener).await
+    }
+
+    pub async fn with_listener(config: Config, listener: TcpListener) -> Result<Application, StartupError> {
+        let state = build_state(config).await?;
+        let (router, _) = crate::api::router_with_gateway(state.clone()).await?;
+        Ok(Application { listener, router, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish (Socket.IO
+    /// connections are closed, streams whose clients left complete and are stored), all
+    /// within `SHUTDOWN_GRACE_SECS`.
+    pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let grace = self.state.config.shutdown_grace;
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        // [jobs] Workers run beside the server and stop taking jobs as soon as shutdown begins.
+        let workers = crate::jobs::start_workers(&self.state);
+        let signal = {
+            let (stopping, broadcaster) = (stopping.clone(), self.state.broadcaster.clone());
+            let workers_stopping = workers.stopping();
+            async move {
+                shutdown.await;
+                workers_stopping.cancel();
+                stopping.notify_one();
+                // Long-lived WebSocket connections would otherwise hold the server open.
+                if let Some(broadcaster) = broadcaster.get() {
+                    broadcaster.close().await;
+                }
+            }
+        };
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal).into_future();
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result?,
+            () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("shutdown: connections still open after the grace period; closing them");
+            }
+        }
+        // [jobs] Active jobs finish (or are handed over) within the grace period.
+        workers.shutdown(grace).await;
+        // Streams whose clients left are still being generated and stored: let them finish.
+        let tasks = &self.state.tasks;
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!(remaining = tasks.len(), "shutdown: background work did not finish in time");
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}

@@ -1,0 +1,80 @@
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::store::{self, Conversation, Message, NewConversation, Store};
+
+pub const DEFAULT_TITLE: &str = "New Conversation";
+
+#[derive(Debug, Clone, Default)]
+pub struct NewConversationInput {
+    pub title: Option<String>,
+    pub system_prompt: Option<String>,
+    pub model: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub page: u64,
+    pub limit: u64,
+}
+
+impl<T> Page<T> {
+    pub fn total_pages(&self) -> u64 {
+        self.total.div_ceil(self.limit.max(1))
+    }
+}
+
+#[derive(Clone)]
+pub struct ConversationService {
+    store: Arc<dyn Store>,
+}
+
+impl ConversationService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn create(&self, user_id: &str, input: NewConversationInput) -> Result<Conversation, ServiceError> {
+        let title = input.title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        let new = NewConversation {
+            id: Uuid::now_v7(),
+            user_id: user_id.to_owned(),
+            title: title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()),
+            system_prompt: input.system_prompt,
+            model: input.model,
+            metadata: input.metadata.unwrap_or_else(|| serde_json::json!({})),
+            created_at: store::now(),
+        };
+        Ok(self.store.create_conversation(&new).await?)
+    }
+
+    /// `page` counts from 1.
+    pub async fn list(&self, user_id: &str, page: u64, limit: u64) -> Result<Page<Conversation>, ServiceError> {
+        let offset = page.saturating_sub(1).saturating_mul(limit);
+        let (items, total) = self.store.list_conversations(user_id, offset, limit).await?;
+        Ok(Page { items, total, page, limit })
+    }
+
+    pub async fn get(&self, user_id: &str, id: Uuid) -> Result<Conversation, ServiceError> {
+        self.store.get_conversation(user_id, id).await?.ok_or(ServiceError::NotFound("Conversation"))
+    }
+
+    pub async fn get_with_messages(&self, user_id: &str, id: Uuid) -> Result<(Conversation, Vec<Message>), ServiceError> {
+        let conversation = self.get(user_id, id).await?;
+        let messages = self.store.list_messages(id).await?;
+        Ok((conversation, messages))
+    }
+
+    pub async fn delete(&self, user_id: &str, id: Uuid) -> Result<(), ServiceError> {
+        if self.store.delete_conversation(user_id, id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound("Conversation"))
+        }
+    }
+}

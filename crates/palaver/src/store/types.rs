@@ -1,0 +1,117 @@
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type Timestamp = DateTime<Utc>;
+
+/// "Now", truncated to microseconds so that every backend stores and returns the same instant.
+pub fn now() -> Timestamp {
+    Utc::now().trunc_subsecs(6)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub total_tokens_used: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewConversation {
+    pub id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub system_prompt: Option<String>,
+    pub model: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub system_prompt: Option<String>,
+    pub model: Option<String>,
+    pub metadata: serde_json::Value,
+    pub message_count: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "USER",
+            Role::Assistant => "ASSISTANT",
+            Role::System => "SYSTEM",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "USER" => Some(Role::User),
+            "ASSISTANT" => Some(Role::Assistant),
+            "SYSTEM" => Some(Role::System),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub role: Role,
+    pub content: String,
+    pub tokens: i64,
+    pub model: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    pub id: Uuid,
+    pub user_id: String,
+    pub conversation_id: Option<Uuid>,
+    /// "chat" or "embedding".
+    pub kind: String,
+    pub model: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_usd: f64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelUsage {
+    pub model: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UsageTotals {
+    pub total_tokens: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub requests: i64,
+    pub cost_usd: f64,
+    pub conversations_count: i64,
+    pub messages_count: i64,
+    /// Newest usage record or message of the user.
+    pub last_used: Option<Timestamp>,
+    pub by_model: Vec<ModelUsage>,
+}

@@ -1,0 +1,186 @@
+//! Conversation endpoints on every backend, through the real HTTP stack.
+
+use palaver::store::{self, Message, Role};
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::app::TestApp;
+use crate::support::db::{Backend, backends};
+
+async fn add_message(app: &TestApp, conversation: &str, content: &str) {
+    let message = Message {
+        id: Uuid::now_v7(),
+        conversation_id: conversation.parse().unwrap(),
+        role: Role::User,
+        content: content.into(),
+        tokens: 3,
+        model: None,
+        metadata: json!({}),
+        created_at: store::now(),
+    };
+    app.state.store.append_message(&message, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn create_get_list_delete() {
+    for backend in backends() {
+        eprintln!("backend: {backend:?}");
+        create_get_list_delete_on(backend).await;
+    }
+}
+
+async fn create_get_list_delete_on(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+
+    let created = app.create_conversation("alice", json!({})).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let c = &created.body;
+    assert_eq!(c["title"], "New Conversation");
+    assert_eq!(c["userId"], "alice");
+    assert_eq!(c["messageCount"], 0);
+    assert_eq!(c["metadata"], json!({}));
+    assert_eq!(c["createdAt"], c["updatedAt"]);
+    let id: Uuid = c["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(id.get_version_num(), 7);
+    chrono::DateTime::parse_from_rfc3339(c["createdAt"].as_str().unwrap()).unwrap();
+
+    let full = app
+        .create_conversation(
+            "alice",
+            json!({"title": "Trip plans", "systemPrompt": "Be brief.", "model": "gpt-4o-mini", "metadata": {"tag": "travel", "n": 1}}),
+        )
+        .await;
+    assert_eq!(full.status, 201);
+    assert_eq!(full.body["title"], "Trip plans");
+    assert_eq!(full.body["systemPrompt"], "Be brief.");
+    assert_eq!(full.body["model"], "gpt-4o-mini");
+    assert_eq!(full.body["metadata"], json!({"tag": "travel", "n": 1}));
+    let full_id = full.body["id"].as_str().unwrap().to_owned();
+
+    // Activity on the older conversation moves it to the top.
+    let first_id = id.to_string();
+    add_message(&app, &first_id, "hello").await;
+    add_message(&app, &first_id, "naïve 日本 ✓").await;
+
+    let list = app.list_conversations("alice", "").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body["meta"], json!({"total": 2, "page": 1, "limit": 20, "totalPages": 1}));
+    assert_eq!(list.body["data"][0]["id"], first_id.as_str());
+    assert_eq!(list.body["data"][0]["messageCount"], 2);
+    assert_eq!(list.body["data"][1]["id"], full_id.as_str());
+
+    let got = app.get_conversation("alice", &first_id).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body["title"], "New Conversation");
+    let messages = got.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["content"], "hello");
+    assert_eq!(messages[1]["content"], "naïve 日本 ✓");
+    assert_eq!(messages[0]["role"], "USER");
+    assert_eq!(messages[0]["conversationId"], first_id.as_str());
+    assert_eq!(messages[0]["tokens"], 3);
+    assert_ne!(got.body["updatedAt"], got.body["createdAt"]);
+
+    let deleted = app.delete_conversation("alice", &first_id).await;
+    assert_eq!(deleted.status, 204);
+    assert!(deleted.body.is_null());
+    app.get_conversation("alice", &first_id).await.assert_error(404, "not_found");
+    assert!(app.state.store.list_messages(id).await.unwrap().is_empty(), "messages go with the conversation");
+    app.delete_conversation("alice", &first_id).await.assert_error(404, "not_found");
+    assert_eq!(app.list_conversations("alice", "").await.body["meta"]["total"], 1);
+}
+
+#[tokio::test]
+async fn pagination() {
+    for backend in backends() {
+        eprintln!("backend: {backend:?}");
+        let app = TestApp::spawn(backend).await;
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let r = app.create_conversation("paula", json!({"title": format!("c{i}")})).await;
+            ids.push(r.body["id"].as_str().unwrap().to_owned());
+        }
+        let page2 = app.list_conversations("paula", "?page=2&limit=2").await;
+        assert_eq!(page2.status, 200);
+        assert_eq!(page2.body["meta"], json!({"total": 5, "page": 2, "limit": 2, "totalPages": 3}));
+        let titles: Vec<_> = page2.body["data"].as_array().unwrap().iter().map(|c| c["title"].clone()).collect();
+        assert_eq!(titles, vec![json!("c2"), json!("c1")], "newest first");
+        let page3 = app.list_conversations("paula", "?page=3&limit=2").await;
+        assert_eq!(page3.body["data"].as_array().unwrap().len(), 1);
+        let beyond = app.list_conversations("paula", "?page=9&limit=2").await;
+        assert_eq!(beyond.status, 200);
+        assert!(beyond.body["data"].as_array().unwrap().is_empty());
+
+        for (query, field) in [("?limit=0", "limit"), ("?limit=101", "limit"), ("?page=0", "page"), ("?limit=abc", "limit")] {
+            let r = app.list_conversations("paula", query).await;
+            r.assert_error(400, "validation_failed");
+            assert_eq!(r.body["errors"][0]["field"], field, "{query}: {}", r.body);
+        }
+        assert_eq!(app.list_conversations("paula", "?limit=100").await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn another_users_conversation_is_not_found_for_every_verb() {
+    for backend in backends() {
+        eprintln!("backend: {backend:?}");
+        let app = TestApp::spawn(backend).await;
+        let r = app.create_conversation("owner", json!({"title": "private"})).await;
+        let id = r.body["id"].as_str().unwrap().to_owned();
+
+        let get = app.get_conversation("intruder", &id).await;
+        get.assert_error(404, "not_found");
+        let unknown = app.get_conversation("intruder", &Uuid::now_v7().to_string()).await;
+        assert_eq!(get.body["message"], unknown.body["message"], "a foreign id looks exactly like a missing one");
+        app.delete_conversation("intruder", &id).await.assert_error(404, "not_found");
+        assert_eq!(app.list_conversations("intruder", "").await.body["meta"]["total"], 0);
+        // Still there for its owner.
+        assert_eq!(app.get_conversation("owner", &id).await.status, 200);
+
+        let bad = app.get_conversation("owner", "not-a-uuid").await;
+        bad.assert_error(400, "validation_failed");
+        assert_eq!(bad.body["errors"][0]["field"], "id");
+    }
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_errors() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("BODY_LIMIT_BYTES", "2048")]).await;
+    let token = app.token("vera");
+    let url = format!("{}/api/v1/ai/conversations", app.base);
+
+    let malformed = app.raw(app.client.post(&url).bearer_auth(&token).header("content-type", "application/json").body("{\"title\": ")).await;
+    malformed.assert_error(400, "validation_failed");
+    assert!(malformed.body["errors"][0]["message"].as_str().unwrap().contains("Malformed JSON"));
+
+    let wrong_type = app.create_conversation("vera", json!({"title": 42})).await;
+    wrong_type.assert_error(400, "validation_failed");
+    assert_eq!(wrong_type.body["errors"][0]["field"], "title");
+
+    let long_title = app.create_conversation("vera", json!({"title": "x".repeat(201)})).await;
+    long_title.assert_error(400, "validation_failed");
+    assert_eq!(long_title.body["errors"][0]["field"], "title");
+
+    let metadata = app.create_conversation("vera", json!({"metadata": [1, 2]})).await;
+    metadata.assert_error(400, "validation_failed");
+    assert_eq!(metadata.body["errors"][0]["field"], "metadata");
+
+    let not_object = app.raw(app.client.post(&url).bearer_auth(&token).header("content-type", "application/json").body("[]")).await;
+    not_object.assert_error(400, "validation_failed");
+
+    let huge = app.create_conversation("vera", json!({"title": "t", "metadata": {"blob": "y".repeat(4096)}})).await;
+    huge.assert_error(413, "payload_too_large");
+
+    let chunked = app
+        .raw(app.client.post(&url).bearer_auth(&token).body(reqwest::Body::wrap_stream(futures::stream::iter(
+            (0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])),
+        ))))
+        .await;
+    chunked.assert_error(413, "payload_too_large");
+
+    // Nothing was stored by any of the refused requests.
+    assert_eq!(app.list_conversations("vera", "").await.body["meta"]["total"], 0);
+    let unknown_method = app.request(Method::PUT, "/api/v1/ai/conversations", Some(&token), None).await;
+    assert_eq!(unknown_method.status, 405);
+}
