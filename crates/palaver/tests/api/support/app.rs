@@ -61,6 +61,24 @@ impl TestApp {
         self.server = Some(server);
     }
 
+    /// A second instance on the same database as `other` (scale-out tests), with its own
+    /// data directory and `extra` on top of the test defaults.
+    pub async fn spawn_with_db(other: &TestApp, extra: &[(&str, &str)]) -> TestApp {
+        let db = other.db.share();
+        let data_dir = tempfile::tempdir().unwrap();
+        let (base, state, shutdown, server) = serve(&db, data_dir.path(), extra).await;
+        TestApp {
+            base,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            backend: other.backend,
+            state,
+            db,
+            _data_dir: data_dir,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
     /// [jobs] The data directory (`PALAVER_DATA_DIR`), to share with a `palaver worker` process.
     pub fn data_dir(&self) -> &std::path::Path {
         self._data_dir.path()

@@ -1,0 +1,12 @@
+//! Integration tests: the real server on a random port, over SQLite and (when
+//! `PALAVER_TEST_DATABASE_URL` is set) PostgreSQL, with mock-llm as the upstream.
+
+mod auth;
+mod chat;
+mod conversations;
+mod jobs;
+mod limits;
+mod platform;
+mod socketio;
+mod store_conformance;
+mod support;
