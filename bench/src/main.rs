@@ -5,6 +5,7 @@
 //! Build first: `cargo build --release -p palaver -p mock-llm -p palaver-bench`, then
 //! `./target/release/palaver-bench chat [--seconds 10] [--postgres postgres://postgres@127.0.0.1:5432/test]`.
 
+mod limiter;
 mod load;
 mod procs;
 mod sio;
@@ -44,6 +45,14 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// The cost of one rate-limit decision, in-process and on Redis.
+    Limiter {
+        #[arg(long, default_value_t = 1_000_000)]
+        decisions: usize,
+        /// A Redis server to measure the shared limiter on.
+        #[arg(long)]
+        redis: Option<String>,
+    },
     /// Idle Socket.IO connections (RSS each) and chunks relayed per second with added latency.
     Sockets {
         /// Idle connections to open.
@@ -68,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Chat { seconds, saturation, postgres } => chat(Duration::from_secs(seconds), saturation, postgres).await,
         Command::Startup { runs } => startup(runs).await,
+        Command::Limiter { decisions, redis } => limiter::run(decisions, redis).await,
         Command::Sockets { idle, streams, tokens_per_sec, seconds } => {
             let args = sockets::SocketArgs { idle, streams, tokens_per_sec, seconds };
             sockets::run(args, SECRET, mint).await

@@ -10,7 +10,9 @@ pub(crate) enum Api {
     OpenAi,
     Anthropic,
     /// `sse`: `alt=sse` streaming; otherwise a streamed JSON array.
-    Gemini { sse: bool },
+    Gemini {
+        sse: bool,
+    },
 }
 
 /// A chat request reduced to what the mock needs.
@@ -32,7 +34,10 @@ fn text_of(content: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(parts) => {
             let mut out = String::new();
-            for text in parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)) {
+            for text in parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+            {
                 if !out.is_empty() {
                     out.push(' ');
                 }
@@ -57,7 +62,10 @@ fn words_of(content: &Value) -> usize {
 }
 
 fn model_or(body: &Value, default: &str) -> String {
-    body.get("model").and_then(Value::as_str).unwrap_or(default).to_owned()
+    body.get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(default)
+        .to_owned()
 }
 
 fn bool_at(v: &Value, key: &str) -> bool {
@@ -65,31 +73,52 @@ fn bool_at(v: &Value, key: &str) -> bool {
 }
 
 fn u64_at(v: &Value, key: &str) -> Option<u64> {
-    v.get(key).and_then(|n| n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)))
+    v.get(key).and_then(|n| {
+        n.as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+    })
 }
 
 impl ChatRequest {
     /// `POST /v1/chat/completions`.
     pub fn openai(body: &Value) -> Self {
-        let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         Self {
             model: model_or(body, "gpt-4o-mini"),
             last_user: last_user(messages, "content"),
-            prompt_words: messages.iter().map(|m| m.get("content").map_or(0, words_of)).sum(),
-            max_tokens: u64_at(body, "max_completion_tokens").or_else(|| u64_at(body, "max_tokens")),
+            prompt_words: messages
+                .iter()
+                .map(|m| m.get("content").map_or(0, words_of))
+                .sum(),
+            max_tokens: u64_at(body, "max_completion_tokens")
+                .or_else(|| u64_at(body, "max_tokens")),
             stream: bool_at(body, "stream"),
-            include_usage: body.get("stream_options").is_some_and(|o| bool_at(o, "include_usage")),
+            include_usage: body
+                .get("stream_options")
+                .is_some_and(|o| bool_at(o, "include_usage")),
         }
     }
 
     /// `POST /v1/messages`.
     pub fn anthropic(body: &Value) -> Self {
-        let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let system = body.get("system").map_or(0, words_of);
         Self {
             model: model_or(body, "claude-3-5-haiku-latest"),
             last_user: last_user(messages, "content"),
-            prompt_words: system + messages.iter().map(|m| m.get("content").map_or(0, words_of)).sum::<usize>(),
+            prompt_words: system
+                + messages
+                    .iter()
+                    .map(|m| m.get("content").map_or(0, words_of))
+                    .sum::<usize>(),
             max_tokens: u64_at(body, "max_tokens"),
             stream: bool_at(body, "stream"),
             include_usage: true,
@@ -98,20 +127,36 @@ impl ChatRequest {
 
     /// `POST /v1beta/models/{model}:generateContent` or `:streamGenerateContent`.
     pub fn gemini(body: &Value, model: &str, stream: bool) -> Self {
-        let contents = body.get("contents").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let contents = body
+            .get("contents")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let parts_of = |v: &Value| v.get("parts").cloned().unwrap_or(Value::Null);
-        let system = body.get("systemInstruction").map_or(0, |s| words_of(&parts_of(s)));
+        let system = body
+            .get("systemInstruction")
+            .map_or(0, |s| words_of(&parts_of(s)));
         let last_user = contents
             .iter()
             .rev()
-            .find(|c| c.get("role").and_then(Value::as_str).is_none_or(|r| r == "user"))
+            .find(|c| {
+                c.get("role")
+                    .and_then(Value::as_str)
+                    .is_none_or(|r| r == "user")
+            })
             .map(|c| text_of(&parts_of(c)))
             .unwrap_or_default();
         Self {
             model: model.to_owned(),
             last_user,
-            prompt_words: system + contents.iter().map(|c| words_of(&parts_of(c))).sum::<usize>(),
-            max_tokens: body.get("generationConfig").and_then(|g| u64_at(g, "maxOutputTokens")),
+            prompt_words: system
+                + contents
+                    .iter()
+                    .map(|c| words_of(&parts_of(c)))
+                    .sum::<usize>(),
+            max_tokens: body
+                .get("generationConfig")
+                .and_then(|g| u64_at(g, "maxOutputTokens")),
             stream,
             include_usage: true,
         }
@@ -219,7 +264,12 @@ impl Reply {
             words.truncate(max as usize);
             finish = Finish::Length;
         }
-        Self { words, stamp: d.stamp, finish, prompt_tokens }
+        Self {
+            words,
+            stamp: d.stamp,
+            finish,
+            prompt_tokens,
+        }
     }
 
     pub fn completion_tokens(&self) -> usize {
@@ -254,11 +304,15 @@ impl Reply {
 }
 
 pub(crate) fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 pub(crate) fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -268,11 +322,19 @@ mod tests {
 
     #[test]
     fn directives_are_removed_and_parsed() {
-        let (clean, d) = parse_directives("hi [[mock:words=7]] there [[mock:stamp]][[mock:429]] [[mock:delay=20]]");
+        let (clean, d) = parse_directives(
+            "hi [[mock:words=7]] there [[mock:stamp]][[mock:429]] [[mock:delay=20]]",
+        );
         assert_eq!(clean, "hi  there");
         assert_eq!(
             d,
-            Directives { status: Some(429), words: Some(7), stamp: true, delay: Some(Duration::from_millis(20)), ..Default::default() }
+            Directives {
+                status: Some(429),
+                words: Some(7),
+                stamp: true,
+                delay: Some(Duration::from_millis(20)),
+                ..Default::default()
+            }
         );
         let (clean, d) = parse_directives(" [[mock:cut=3]] [[mock:hang]] unterminated [[mock:x");
         assert_eq!(clean, "unterminated [[mock:x");
@@ -282,13 +344,22 @@ mod tests {
 
     #[test]
     fn words_pads_and_truncates_then_max_tokens_cuts() {
-        let d = Directives { words: Some(6), ..Default::default() };
+        let d = Directives {
+            words: Some(6),
+            ..Default::default()
+        };
         let r = Reply::new("a", &d, None, 0);
         assert_eq!(r.text(), "Mock reply to: a word5 word6");
-        let d = Directives { words: Some(2), ..Default::default() };
+        let d = Directives {
+            words: Some(2),
+            ..Default::default()
+        };
         assert_eq!(Reply::new("a b c", &d, None, 0).text(), "Mock reply");
         let r = Reply::new("one two three", &Directives::default(), Some(4), 0);
-        assert_eq!((r.text(), r.finish), ("Mock reply to: one".to_owned(), Finish::Length));
+        assert_eq!(
+            (r.text(), r.finish),
+            ("Mock reply to: one".to_owned(), Finish::Length)
+        );
         let r = Reply::new("one", &Directives::default(), Some(4), 0);
         assert_eq!(r.finish, Finish::Stop);
     }
@@ -301,16 +372,27 @@ mod tests {
             {"role": "assistant", "content": "x y"},
             {"role": "user", "content": [{"type": "text", "text": "last one"}]}],
             "max_completion_tokens": 9, "stream": true, "stream_options": {"include_usage": true}}));
-        assert_eq!((o.last_user.as_str(), o.prompt_words, o.max_tokens), ("last one", 7, Some(9)));
+        assert_eq!(
+            (o.last_user.as_str(), o.prompt_words, o.max_tokens),
+            ("last one", 7, Some(9))
+        );
         assert!(o.stream && o.include_usage);
-        let a = ChatRequest::anthropic(&json!({"system": "s t", "messages": [{"role": "user", "content": "u"}], "max_tokens": 5}));
-        assert_eq!((a.last_user.as_str(), a.prompt_words, a.max_tokens), ("u", 3, Some(5)));
+        let a = ChatRequest::anthropic(
+            &json!({"system": "s t", "messages": [{"role": "user", "content": "u"}], "max_tokens": 5}),
+        );
+        assert_eq!(
+            (a.last_user.as_str(), a.prompt_words, a.max_tokens),
+            ("u", 3, Some(5))
+        );
         let g = ChatRequest::gemini(
             &json!({"systemInstruction": {"parts": [{"text": "sys"}]}, "contents": [{"role": "user", "parts": [{"text": "g h"}]}],
                 "generationConfig": {"maxOutputTokens": 3}}),
             "gemini-2.0-flash",
             false,
         );
-        assert_eq!((g.last_user.as_str(), g.prompt_words, g.max_tokens), ("g h", 3, Some(3)));
+        assert_eq!(
+            (g.last_user.as_str(), g.prompt_words, g.max_tokens),
+            ("g h", 3, Some(3))
+        );
     }
 }

@@ -63,7 +63,11 @@ enum FaultSpecs {
 impl FaultSpec {
     fn fault(self) -> Option<Fault> {
         if let Some(status) = self.status {
-            return Some(Fault::Status { status, retry_after: self.retry_after, body: self.body });
+            return Some(Fault::Status {
+                status,
+                retry_after: self.retry_after,
+                body: self.body,
+            });
         }
         if self.hang {
             return Some(Fault::Hang);
@@ -79,7 +83,12 @@ async fn faults(State(state): State<Arc<MockState>>, body: axum::body::Bytes) ->
     let specs = match serde_json::from_slice::<FaultSpecs>(&body) {
         Ok(FaultSpecs::Many(specs)) => specs,
         Ok(FaultSpecs::One(spec)) => vec![spec],
-        Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": format!("bad faults: {e}")})),
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("bad faults: {e}")}),
+            );
+        }
     };
     let mut parsed = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -96,7 +105,10 @@ async fn faults(State(state): State<Arc<MockState>>, body: axum::body::Bytes) ->
     for fault in parsed {
         state.push_fault(fault);
     }
-    json_response(StatusCode::OK, &json!({"faultsQueued": state.faults_queued()}))
+    json_response(
+        StatusCode::OK,
+        &json!({"faultsQueued": state.faults_queued()}),
+    )
 }
 
 async fn reset(State(state): State<Arc<MockState>>) -> Response {
@@ -106,7 +118,15 @@ async fn reset(State(state): State<Arc<MockState>>) -> Response {
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
 }
 
 /// The provider endpoints.
@@ -117,7 +137,11 @@ enum Endpoint {
     OpenAiModels,
     AnthropicMessages,
     AnthropicModels,
-    GeminiGenerate { model: String, stream: bool, sse: bool },
+    GeminiGenerate {
+        model: String,
+        stream: bool,
+        sse: bool,
+    },
     GeminiModels,
     GeminiModel(String),
 }
@@ -125,7 +149,9 @@ enum Endpoint {
 impl Endpoint {
     fn api(&self) -> Api {
         match self {
-            Endpoint::OpenAiChat | Endpoint::OpenAiEmbeddings | Endpoint::OpenAiModels => Api::OpenAi,
+            Endpoint::OpenAiChat | Endpoint::OpenAiEmbeddings | Endpoint::OpenAiModels => {
+                Api::OpenAi
+            }
             Endpoint::AnthropicMessages | Endpoint::AnthropicModels => Api::Anthropic,
             Endpoint::GeminiGenerate { sse, .. } => Api::Gemini { sse: *sse },
             Endpoint::GeminiModels | Endpoint::GeminiModel(_) => Api::Gemini { sse: false },
@@ -134,15 +160,25 @@ impl Endpoint {
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?.split('&').find_map(|pair| match pair.split_once('=') {
-        Some((k, v)) if k == name => Some(v),
-        None if pair == name => Some(""),
-        _ => None,
-    })
+    query?
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => Some(v),
+            None if pair == name => Some(""),
+            _ => None,
+        })
 }
 
-fn route(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> Option<Endpoint> {
-    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+fn route(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<Endpoint> {
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     match (method.as_str(), path) {
         ("POST", "/v1/chat/completions") => Some(Endpoint::OpenAiChat),
         ("POST", "/v1/embeddings") => Some(Endpoint::OpenAiEmbeddings),
@@ -158,14 +194,18 @@ fn route(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) 
         (method, path) => {
             let rest = path.strip_prefix("/v1beta/models/")?;
             match (method, rest.rsplit_once(':')) {
-                ("POST", Some((model, "generateContent"))) => {
-                    Some(Endpoint::GeminiGenerate { model: model.to_owned(), stream: false, sse: false })
-                }
-                ("POST", Some((model, "streamGenerateContent"))) => Some(Endpoint::GeminiGenerate {
+                ("POST", Some((model, "generateContent"))) => Some(Endpoint::GeminiGenerate {
                     model: model.to_owned(),
-                    stream: true,
-                    sse: query_param(query, "alt") == Some("sse"),
+                    stream: false,
+                    sse: false,
                 }),
+                ("POST", Some((model, "streamGenerateContent"))) => {
+                    Some(Endpoint::GeminiGenerate {
+                        model: model.to_owned(),
+                        stream: true,
+                        sse: query_param(query, "alt") == Some("sse"),
+                    })
+                }
                 ("GET", None) => Some(Endpoint::GeminiModel(rest.to_owned())),
                 _ => None,
             }
@@ -177,7 +217,11 @@ fn route(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) 
 async fn provider(State(state): State<Arc<MockState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, MAX_BODY).await.unwrap_or_default();
-    let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
     let path = parts.uri.path();
     let query = parts.uri.query();
     state.record(RecordedRequest {
@@ -187,7 +231,12 @@ async fn provider(State(state): State<Arc<MockState>>, request: Request) -> Resp
         headers: parts
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.clone(),
     });
@@ -212,7 +261,9 @@ async fn provider(State(state): State<Arc<MockState>>, request: Request) -> Resp
     let chat = match &endpoint {
         Endpoint::OpenAiChat => Some(ChatRequest::openai(&body)),
         Endpoint::AnthropicMessages => Some(ChatRequest::anthropic(&body)),
-        Endpoint::GeminiGenerate { model, stream, .. } => Some(ChatRequest::gemini(&body, model, *stream)),
+        Endpoint::GeminiGenerate { model, stream, .. } => {
+            Some(ChatRequest::gemini(&body, model, *stream))
+        }
         _ => None,
     };
     let stream = chat.as_ref().is_some_and(|c| c.stream);
@@ -223,7 +274,11 @@ async fn provider(State(state): State<Arc<MockState>>, request: Request) -> Resp
 
     let mut cut = directives.cut;
     match state.pop_fault() {
-        Some(Fault::Status { status, retry_after, body }) => {
+        Some(Fault::Status {
+            status,
+            retry_after,
+            body,
+        }) => {
             return status_response(api, status, retry_after, body.as_deref());
         }
         Some(Fault::Hang) => return hang(state, stream).await,
@@ -274,9 +329,9 @@ async fn provider(State(state): State<Arc<MockState>>, request: Request) -> Resp
                 &json!({"name": format!("models/{model}"), "displayName": model,
                     "supportedGenerationMethods": ["generateContent", "streamGenerateContent"]}),
             ),
-            Endpoint::OpenAiChat | Endpoint::AnthropicMessages | Endpoint::GeminiGenerate { .. } => {
-                Response::new(stream::abort())
-            }
+            Endpoint::OpenAiChat
+            | Endpoint::AnthropicMessages
+            | Endpoint::GeminiGenerate { .. } => Response::new(stream::abort()),
         };
     };
 
@@ -313,26 +368,44 @@ fn check_auth(endpoint: &Endpoint, headers: &HeaderMap, query: Option<&str>) -> 
             }
         }
         Endpoint::GeminiGenerate { .. } | Endpoint::GeminiModels | Endpoint::GeminiModel(_) => {
-            if headers.contains_key("x-goog-api-key") || query_param(query, "key").is_some_and(|k| !k.is_empty()) {
+            if headers.contains_key("x-goog-api-key")
+                || query_param(query, "key").is_some_and(|k| !k.is_empty())
+            {
                 return None;
             }
             "Method doesn't allow unregistered callers. Please use an API key."
         }
         _ => return None,
     };
-    Some(json_response(StatusCode::UNAUTHORIZED, &render::error(api, 401, Some(message))))
+    Some(json_response(
+        StatusCode::UNAUTHORIZED,
+        &render::error(api, 401, Some(message)),
+    ))
 }
 
-fn status_response(api: Api, status: u16, retry_after: Option<u64>, body: Option<&str>) -> Response {
+fn status_response(
+    api: Api,
+    status: u16,
+    retry_after: Option<u64>,
+    body: Option<&str>,
+) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = match body {
-        Some(body) => {
-            (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_owned()).into_response()
-        }
+        Some(body) => (
+            code,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body.to_owned(),
+        )
+            .into_response(),
         None => json_response(code, &render::error(api, status, None)),
     };
     if let Some(seconds) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
@@ -357,7 +430,11 @@ fn embeddings(body: &Value) -> Response {
         _ => {
             return json_response(
                 StatusCode::BAD_REQUEST,
-                &render::error(Api::OpenAi, 400, Some("'input' is required: a string or an array of strings")),
+                &render::error(
+                    Api::OpenAi,
+                    400,
+                    Some("'input' is required: a string or an array of strings"),
+                ),
             );
         }
     };
@@ -365,8 +442,14 @@ fn embeddings(body: &Value) -> Response {
         .get("dimensions")
         .and_then(Value::as_u64)
         .map_or(DEFAULT_DIMENSIONS, |d| (d as usize).clamp(1, 65_536));
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("text-embedding-3-small");
-    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count().max(1)).sum();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("text-embedding-3-small");
+    let tokens: usize = inputs
+        .iter()
+        .map(|t| t.split_whitespace().count().max(1))
+        .sum();
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
@@ -381,7 +464,9 @@ fn embeddings(body: &Value) -> Response {
 
 /// A unit vector seeded by an FNV-1a hash of the text (splitmix64 for the components).
 pub(crate) fn embedding(text: &str, dimensions: usize) -> Vec<f32> {
-    let mut seed = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut seed = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     let mut values: Vec<f32> = (0..dimensions)
         .map(|_| {
             seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -50,7 +50,11 @@ pub struct MockConfig {
 
 impl Default for MockConfig {
     fn default() -> Self {
-        Self { tokens_per_sec: None, odd_splits: true, latency: Duration::ZERO }
+        Self {
+            tokens_per_sec: None,
+            odd_splits: true,
+            latency: Duration::ZERO,
+        }
     }
 }
 
@@ -59,7 +63,11 @@ impl Default for MockConfig {
 pub enum Fault {
     /// Answer this status. `retry_after` adds a `Retry-After` header (seconds); `body` replaces
     /// the default provider-shaped error JSON (which contains `mock-upstream-secret-detail`).
-    Status { status: u16, retry_after: Option<u64>, body: Option<String> },
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+        body: Option<String>,
+    },
     /// Accept the request and never answer, holding the connection until the client closes.
     Hang,
     /// Wait this long, then answer normally.
@@ -85,7 +93,10 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of a header (name in any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -247,7 +258,11 @@ impl MockLlm {
                 tracing::warn!(error = %e, "mock-llm stopped");
             }
         });
-        Ok(MockLlm { addr, state, task: Some(task) })
+        Ok(MockLlm {
+            addr,
+            state,
+            task: Some(task),
+        })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash or `/v1`.

@@ -39,7 +39,10 @@ async fn main() -> ExitCode {
     let listener = match TcpListener::bind((args.host.as_str(), args.port)).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("mock-llm: cannot listen on {}:{}: {e}", args.host, args.port);
+            eprintln!(
+                "mock-llm: cannot listen on {}:{}: {e}",
+                args.host, args.port
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -115,7 +115,8 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub fn word(&self, i: usize) -> Bytes {
-        self.format.render(i, i + 1 == self.word_events, &self.reply.piece(i))
+        self.format
+            .render(i, i + 1 == self.word_events, &self.reply.piece(i))
     }
 }
 
@@ -131,13 +132,20 @@ pub(crate) fn plan(api: Api, id: u64, req: &ChatRequest, reply: Reply) -> Plan {
     match api {
         Api::OpenAi => {
             let created = now_secs();
-            let head = format!(r#""id":"chatcmpl-mock{id}","object":"chat.completion.chunk","created":{created},"model":{model},"system_fingerprint":"fp_mock""#);
+            let head = format!(
+                r#""id":"chatcmpl-mock{id}","object":"chat.completion.chunk","created":{created},"model":{model},"system_fingerprint":"fp_mock""#
+            );
             let choice = |delta: &str, finish: &str| {
-                Bytes::from(format!(
-                    r#"data: {{{head},"choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#
-                ) + "\n\n")
+                Bytes::from(
+                    format!(
+                        r#"data: {{{head},"choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#
+                    ) + "\n\n",
+                )
             };
-            let pre = vec![choice(r#"{"role":"assistant","content":"","refusal":null}"#, "null")];
+            let pre = vec![choice(
+                r#"{"role":"assistant","content":"","refusal":null}"#,
+                "null",
+            )];
             let mut post = vec![choice("{}", &quoted(finish))];
             if req.include_usage {
                 post.push(Bytes::from(format!(
@@ -152,7 +160,13 @@ pub(crate) fn plan(api: Api, id: u64, req: &ChatRequest, reply: Reply) -> Plan {
                 last_suffix: None,
                 array: false,
             };
-            Plan { pre, word_events: c, reply, format, post }
+            Plan {
+                pre,
+                word_events: c,
+                reply,
+                format,
+                post,
+            }
         }
         Api::Anthropic => {
             let pre = vec![
@@ -171,7 +185,10 @@ pub(crate) fn plan(api: Api, id: u64, req: &ChatRequest, reply: Reply) -> Plan {
                 sse_event("ping", &json!({"type": "ping"})),
             ];
             let post = vec![
-                sse_event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})),
+                sse_event(
+                    "content_block_stop",
+                    &json!({"type": "content_block_stop", "index": 0}),
+                ),
                 sse_event(
                     "message_delta",
                     &json!({"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": null},
@@ -189,14 +206,28 @@ pub(crate) fn plan(api: Api, id: u64, req: &ChatRequest, reply: Reply) -> Plan {
                 last_suffix: None,
                 array: false,
             };
-            Plan { pre, word_events: c, reply, format, post }
+            Plan {
+                pre,
+                word_events: c,
+                reply,
+                format,
+                post,
+            }
         }
         Api::Gemini { sse } => {
-            let (lead, tail) = if sse { ("data: ", "\r\n\r\n") } else { ("", "") };
+            let (lead, tail) = if sse {
+                ("data: ", "\r\n\r\n")
+            } else {
+                ("", "")
+            };
             let usage = gemini_usage(&reply);
             let format = WordFormat {
-                prefix: format!(r#"{lead}{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"#),
-                suffix: format!(r#"}}]}},"index":0}}],"modelVersion":{model},"responseId":"mock{id}"}}{tail}"#),
+                prefix: format!(
+                    r#"{lead}{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"#
+                ),
+                suffix: format!(
+                    r#"}}]}},"index":0}}],"modelVersion":{model},"responseId":"mock{id}"}}{tail}"#
+                ),
                 last_suffix: Some(format!(
                     r#"}}]}},"finishReason":"{finish}","index":0}}],"usageMetadata":{usage},"modelVersion":{model},"responseId":"mock{id}"}}{tail}"#
                 )),
@@ -204,7 +235,13 @@ pub(crate) fn plan(api: Api, id: u64, req: &ChatRequest, reply: Reply) -> Plan {
             };
             // An empty reply still sends one (empty, final) chunk.
             let word_events = c.max(1);
-            Plan { pre: Vec::new(), word_events, reply, format, post: Vec::new() }
+            Plan {
+                pre: Vec::new(),
+                word_events,
+                reply,
+                format,
+                post: Vec::new(),
+            }
         }
     }
 }
@@ -213,23 +250,71 @@ pub(crate) fn plan(api: Api, id: u64, req: &ChatRequest, reply: Reply) -> Plan {
 /// reach the gateway's own clients.
 pub(crate) fn error(api: Api, status: u16, message: Option<&str>) -> Value {
     let (openai_type, anthropic_type, gemini_status, text) = match status {
-        400 => ("invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT", "Invalid request"),
-        401 => ("invalid_request_error", "authentication_error", "UNAUTHENTICATED", "Invalid API key"),
-        403 => ("invalid_request_error", "permission_error", "PERMISSION_DENIED", "Permission denied"),
-        404 => ("invalid_request_error", "not_found_error", "NOT_FOUND", "Not found"),
-        429 => ("rate_limit_exceeded", "rate_limit_error", "RESOURCE_EXHAUSTED", "Rate limit reached"),
-        503 => ("server_error", "overloaded_error", "UNAVAILABLE", "The service is overloaded"),
-        529 => ("server_error", "overloaded_error", "UNAVAILABLE", "Overloaded"),
-        _ => ("server_error", "api_error", "INTERNAL", "Internal server error"),
+        400 => (
+            "invalid_request_error",
+            "invalid_request_error",
+            "INVALID_ARGUMENT",
+            "Invalid request",
+        ),
+        401 => (
+            "invalid_request_error",
+            "authentication_error",
+            "UNAUTHENTICATED",
+            "Invalid API key",
+        ),
+        403 => (
+            "invalid_request_error",
+            "permission_error",
+            "PERMISSION_DENIED",
+            "Permission denied",
+        ),
+        404 => (
+            "invalid_request_error",
+            "not_found_error",
+            "NOT_FOUND",
+            "Not found",
+        ),
+        429 => (
+            "rate_limit_exceeded",
+            "rate_limit_error",
+            "RESOURCE_EXHAUSTED",
+            "Rate limit reached",
+        ),
+        503 => (
+            "server_error",
+            "overloaded_error",
+            "UNAVAILABLE",
+            "The service is overloaded",
+        ),
+        529 => (
+            "server_error",
+            "overloaded_error",
+            "UNAVAILABLE",
+            "Overloaded",
+        ),
+        _ => (
+            "server_error",
+            "api_error",
+            "INTERNAL",
+            "Internal server error",
+        ),
     };
     let message = match message {
         Some(m) => m.to_owned(),
-        None => format!("{text} (mock-upstream-secret-detail: org-mock-0042, key sk-mock-upstream-key)"),
+        None => {
+            format!("{text} (mock-upstream-secret-detail: org-mock-0042, key sk-mock-upstream-key)")
+        }
     };
     match api {
-        Api::OpenAi => json!({"error": {"message": message, "type": openai_type, "param": null, "code": null}}),
-        Api::Anthropic => json!({"type": "error", "error": {"type": anthropic_type, "message": message}}),
-        Api::Gemini { .. } => json!({"error": {"code": status, "message": message, "status": gemini_status}}),
+        Api::OpenAi => {
+            json!({"error": {"message": message, "type": openai_type, "param": null, "code": null}})
+        }
+        Api::Anthropic => {
+            json!({"type": "error", "error": {"type": anthropic_type, "message": message}})
+        }
+        Api::Gemini { .. } => {
+            json!({"error": {"code": status, "message": message, "status": gemini_status}})
+        }
     }
 }
 
@@ -242,18 +327,28 @@ mod tests {
         let mut all: Vec<Bytes> = plan.pre.clone();
         all.extend((0..plan.word_events).map(|i| plan.word(i)));
         all.extend(plan.post.iter().cloned());
-        let text: String = all.iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect();
-        text.split("\n\n")
-            .filter_map(|f| f.lines().find_map(|l| l.strip_prefix("data: ")))
-            .filter(|d| *d != "[DONE]")
+        let text: String = all
+            .iter()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect();
+        text.replace("\r\n", "\n")
+            .split("\n\n")
+            .filter_map(|f| {
+                f.lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .map(str::to_owned)
+            })
+            .filter(|d| d != "[DONE]")
             .map(|d| serde_json::from_str(d.trim()).unwrap())
             .collect()
     }
 
     #[test]
     fn every_streamed_event_is_valid_json() {
-        let req = ChatRequest::openai(&json!({"model": "m\"q", "messages": [{"role": "user", "content": "héllo \"x\""}],
-            "stream": true, "stream_options": {"include_usage": true}}));
+        let req = ChatRequest::openai(
+            &json!({"model": "m\"q", "messages": [{"role": "user", "content": "héllo \"x\""}],
+            "stream": true, "stream_options": {"include_usage": true}}),
+        );
         for api in [Api::OpenAi, Api::Anthropic, Api::Gemini { sse: true }] {
             let reply = Reply::new("héllo \"x\"", &Directives::default(), None, 2);
             let plan = plan(api, 7, &req, reply);
@@ -262,7 +357,9 @@ mod tests {
         }
         let reply = Reply::new("a", &Directives::default(), None, 2);
         let array = plan(Api::Gemini { sse: false }, 1, &req, reply);
-        let text: String = (0..array.word_events).map(|i| String::from_utf8(array.word(i).to_vec()).unwrap()).collect();
+        let text: String = (0..array.word_events)
+            .map(|i| String::from_utf8(array.word(i).to_vec()).unwrap())
+            .collect();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 4);
         assert_eq!(v[3]["candidates"][0]["finishReason"], "STOP");

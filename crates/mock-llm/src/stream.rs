@@ -54,7 +54,13 @@ impl Cursor {
                 tokio::task::yield_now().await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 self.ended = true;
-                return Some((Err(io::Error::new(io::ErrorKind::ConnectionAborted, "mock-llm: stream cut")), self));
+                return Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "mock-llm: stream cut",
+                    )),
+                    self,
+                ));
             }
             if self.next >= self.total() {
                 return None;
@@ -143,13 +149,20 @@ pub(crate) fn body(plan: Plan, state: Arc<MockState>, cut: Option<usize>) -> Bod
     };
     state.stream_opened();
     let inner = Box::pin(futures::stream::unfold(cursor, Cursor::step));
-    Body::from_stream(Tracked { inner, state, done: false })
+    Body::from_stream(Tracked {
+        inner,
+        state,
+        done: false,
+    })
 }
 
 /// A body that fails before its first byte: hyper drops the connection without a response.
 pub(crate) fn abort() -> Body {
     Body::from_stream(futures::stream::once(async {
-        Err::<Bytes, _>(io::Error::new(io::ErrorKind::ConnectionAborted, "mock-llm: connection cut"))
+        Err::<Bytes, _>(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "mock-llm: connection cut",
+        ))
     }))
 }
 

@@ -421,7 +421,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.openai.temperature, 0.0);
         assert_eq!(c.openai.max_tokens, 100);
-        assert_eq!(c.redis_url.unwrap().expose_secret(), "redis://:pw@cache:6379");
+        assert_eq!(c.redis_url.as_ref().unwrap().expose_secret(), "redis://:pw@cache:6379");
         assert!(!c.is_embedded());
     }
 }

@@ -50,10 +50,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() {
             ApiError::validation("body", format!("Malformed JSON: {inner}"))
         } else {
-            let field = if path == "." { "body".to_owned() } else { path };
-            ApiError::validation(field, strip_position(&inner.to_string()))
+            let message = strip_position(&inner.to_string());
+            ApiError::validation(field_of(&path, &message), message)
         }
     })
+}
+
+/// The field a deserialization error is about: a missing field is reported under its own
+/// name (`message`), not its parent's (`body`).
+fn field_of(path: &str, message: &str) -> String {
+    let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => name.to_owned(),
+        (".", None) => "body".to_owned(),
+        (parent, Some(name)) => format!("{parent}.{name}"),
+        (path, None) => path.to_owned(),
+    }
 }
 
 /// Deserializes and validates a JSON value (a Socket.IO payload, a job's data) exactly as a body.
@@ -66,8 +78,8 @@ where
     }
     let parsed: T = serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::validation(field, strip_position(&err.into_inner().to_string()))
+        let message = strip_position(&err.into_inner().to_string());
+        ApiError::validation(field_of(&path, &message), message)
     })?;
     validate(&parsed)?;
     Ok(parsed)

@@ -83,7 +83,10 @@ impl JwtVerifier {
         let mut base = Validation::new(Algorithm::HS256);
         base.validate_nbf = true;
         base.leeway = config.leeway.as_secs();
-        base.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        required.extend(config.issuer.as_ref().map(|_| "iss"));
+        required.extend(config.audience.as_ref().map(|_| "aud"));
+        base.set_required_spec_claims(&required);
         match &config.issuer {
             Some(iss) => base.set_issuer(&[iss]),
             None => base.iss = None,

@@ -4,7 +4,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::http::{Call, HttpSettings, secret_header};
+use super::http::{Call, HttpSettings, secret_header, wire_temperature};
 use super::sse::{SseDecoder, SseEvent};
 use super::{ChatCompletion, ChatRequest, ChatRole, ChatStream, ProviderError, StreamEvent, Usage};
 
@@ -32,7 +32,7 @@ struct WireRequest<'a> {
     system: Option<String>,
     messages: Vec<WireMessage>,
     max_tokens: u32,
-    temperature: f32,
+    temperature: f64,
     stream: bool,
 }
 
@@ -138,8 +138,12 @@ struct WireModel {
 /// The system prompt (system messages joined) and the turns, consecutive same-role turns
 /// merged and leading assistant turns dropped: Anthropic wants alternation from a user turn.
 fn wire_messages(request: &ChatRequest) -> (Option<String>, Vec<WireMessage>) {
-    let system: Vec<&str> =
-        request.messages.iter().filter(|m| m.role == ChatRole::System).map(|m| m.content.as_str()).collect();
+    let system: Vec<&str> = request
+        .messages
+        .iter()
+        .filter(|m| m.role == ChatRole::System)
+        .map(|m| m.content.as_str())
+        .collect();
     let mut messages: Vec<WireMessage> = Vec::new();
     for m in &request.messages {
         let role = match m.role {
@@ -155,7 +159,10 @@ fn wire_messages(request: &ChatRequest) -> (Option<String>, Vec<WireMessage>) {
                 last.content.push_str("\n\n");
                 last.content.push_str(&m.content);
             }
-            _ => messages.push(WireMessage { role, content: m.content.clone() }),
+            _ => messages.push(WireMessage {
+                role,
+                content: m.content.clone(),
+            }),
         }
     }
     let system = (!system.is_empty()).then(|| system.join("\n\n"));
@@ -169,7 +176,7 @@ fn wire_request(request: &ChatRequest, stream: bool) -> WireRequest<'_> {
         system,
         messages,
         max_tokens: request.max_tokens,
-        temperature: request.temperature.clamp(0.0, MAX_TEMPERATURE),
+        temperature: wire_temperature(request.temperature.clamp(0.0, MAX_TEMPERATURE)),
         stream,
     }
 }
@@ -188,7 +195,12 @@ fn finish_reason(stop_reason: Option<String>) -> String {
 fn stream_error(error: WireError) -> ProviderError {
     let detail = format!("{}: {}", error.kind, error.message);
     let status = match error.kind.as_str() {
-        "rate_limit_error" => return ProviderError::RateLimited { retry_after: None, detail },
+        "rate_limit_error" => {
+            return ProviderError::RateLimited {
+                retry_after: None,
+                detail,
+            };
+        }
         "overloaded_error" => 529,
         "api_error" => 500,
         "invalid_request_error" => 400,
@@ -205,7 +217,11 @@ fn stream_error(error: WireError) -> ProviderError {
 impl Anthropic {
     pub fn new(base_url: String, api_key: SecretString, http: HttpSettings) -> Anthropic {
         let base_url = base_url.trim_end_matches('/').to_owned();
-        Anthropic { base_url, api_key, http }
+        Anthropic {
+            base_url,
+            api_key,
+            http,
+        }
     }
 
     fn headers(&self) -> Result<HeaderMap, ProviderError> {
@@ -217,7 +233,12 @@ impl Anthropic {
 
     fn chat_call(&self, request: &ChatRequest, stream: bool) -> Result<Call, ProviderError> {
         let url = format!("{}/v1/messages", self.base_url);
-        Call::post_json("anthropic", url, self.headers()?, &wire_request(request, stream))
+        Call::post_json(
+            "anthropic",
+            url,
+            self.headers()?,
+            &wire_request(request, stream),
+        )
     }
 
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatCompletion, ProviderError> {
@@ -239,7 +260,10 @@ impl Anthropic {
                 url.push_str("&after_id=");
                 url.extend(form_urlencoded::byte_serialize(id.as_bytes()));
             }
-            let page: WireModels = self.http.json(&Call::get("anthropic", url, self.headers()?)).await?;
+            let page: WireModels = self
+                .http
+                .json(&Call::get("anthropic", url, self.headers()?))
+                .await?;
             models.extend(page.data.into_iter().map(|m| m.id));
             match page.last_id {
                 Some(last) if page.has_more => after = Some(last),
@@ -251,13 +275,22 @@ impl Anthropic {
 }
 
 fn completion(reply: WireMessageReply) -> ChatCompletion {
-    let content =
-        reply.content.into_iter().filter(|b| b.kind == "text").filter_map(|b| b.text).collect::<Vec<_>>().concat();
+    let content = reply
+        .content
+        .into_iter()
+        .filter(|b| b.kind == "text")
+        .filter_map(|b| b.text)
+        .collect::<Vec<_>>()
+        .concat();
     let usage = reply.usage.map(|u| Usage {
         prompt_tokens: u.input_tokens.unwrap_or(0),
         completion_tokens: u.output_tokens.unwrap_or(0),
     });
-    ChatCompletion { content, finish_reason: finish_reason(reply.stop_reason), usage }
+    ChatCompletion {
+        content,
+        finish_reason: finish_reason(reply.stop_reason),
+        usage,
+    }
 }
 
 /// `message_start` (input tokens), `content_block_delta` (text), `message_delta` (stop
@@ -275,7 +308,10 @@ impl StreamDecoder {
             prompt_tokens: self.input_tokens.unwrap_or(0),
             completion_tokens: self.output_tokens.unwrap_or(0),
         });
-        StreamEvent::Finish { finish_reason: finish_reason(self.stop_reason.take()), usage }
+        StreamEvent::Finish {
+            finish_reason: finish_reason(self.stop_reason.take()),
+            usage,
+        }
     }
 
     fn usage(&mut self, usage: Option<WireUsage>) {
@@ -287,23 +323,36 @@ impl StreamDecoder {
 }
 
 impl SseDecoder for StreamDecoder {
-    fn event(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<bool, ProviderError> {
+    fn event(
+        &mut self,
+        event: SseEvent,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<bool, ProviderError> {
         if event.event.as_deref() == Some("error") {
             return Err(match serde_json::from_str::<WireErrorEvent>(&event.data) {
                 Ok(e) => stream_error(e.error),
-                Err(_) => ProviderError::Protocol { detail: "an error event Palaver could not read".into() },
+                Err(_) => ProviderError::Protocol {
+                    detail: "an error event Palaver could not read".into(),
+                },
             });
         }
-        let wire: WireEvent = serde_json::from_str(&event.data)
-            .map_err(|e| ProviderError::Protocol { detail: format!("unreadable stream event: {e}") })?;
+        let wire: WireEvent =
+            serde_json::from_str(&event.data).map_err(|e| ProviderError::Protocol {
+                detail: format!("unreadable stream event: {e}"),
+            })?;
         match wire {
             WireEvent::MessageStart { message } => self.usage(message.usage),
-            WireEvent::ContentBlockDelta { delta: WireDelta::TextDelta { text } } => {
+            WireEvent::ContentBlockDelta {
+                delta: WireDelta::TextDelta { text },
+            } => {
                 if !text.is_empty() {
                     out.push(StreamEvent::Delta(text));
                 }
             }
-            WireEvent::ContentBlockDelta { delta: WireDelta::Other } | WireEvent::Other => {}
+            WireEvent::ContentBlockDelta {
+                delta: WireDelta::Other,
+            }
+            | WireEvent::Other => {}
             WireEvent::MessageDelta { delta, usage } => {
                 if delta.stop_reason.is_some() {
                     self.stop_reason = delta.stop_reason;
@@ -323,7 +372,9 @@ impl SseDecoder for StreamDecoder {
         if self.stop_reason.is_some() {
             Ok(self.finish())
         } else {
-            Err(ProviderError::StreamCut { detail: "the stream ended before message_stop".into() })
+            Err(ProviderError::StreamCut {
+                detail: "the stream ended before message_stop".into(),
+            })
         }
     }
 }
@@ -337,7 +388,10 @@ mod tests {
     use crate::providers::sse::decode_in_pieces;
 
     fn msg(role: ChatRole, content: &str) -> ChatMessage {
-        ChatMessage { role, content: content.into() }
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
     }
 
     #[test]
@@ -405,7 +459,13 @@ mod tests {
         let c = completion(reply);
         assert_eq!(c.content, "Hello there");
         assert_eq!(c.finish_reason, "length");
-        assert_eq!(c.usage, Some(Usage { prompt_tokens: 12, completion_tokens: 2 }));
+        assert_eq!(
+            c.usage,
+            Some(Usage {
+                prompt_tokens: 12,
+                completion_tokens: 2
+            })
+        );
     }
 
     #[test]
@@ -450,7 +510,10 @@ mod tests {
                     StreamEvent::Delta(" wörld 😀".into()),
                     StreamEvent::Finish {
                         finish_reason: "stop".into(),
-                        usage: Some(Usage { prompt_tokens: 25, completion_tokens: 15 }),
+                        usage: Some(Usage {
+                            prompt_tokens: 25,
+                            completion_tokens: 15
+                        }),
                     },
                 ],
                 "pieces of {piece}"
@@ -476,12 +539,18 @@ mod tests {
         );
         let events = decode_in_pieces(body.as_bytes(), 6, StreamDecoder::default()).await;
         assert_eq!(events.len(), 2);
-        assert!(matches!(events[1], Err(ProviderError::Status { status: 529, .. })));
+        assert!(matches!(
+            events[1],
+            Err(ProviderError::Status { status: 529, .. })
+        ));
         let unknown = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"new_error\",\"message\":\"x\"}}\n\n";
         let events = decode_in_pieces(unknown.as_bytes(), 6, StreamDecoder::default()).await;
         assert!(matches!(events[..], [Err(ProviderError::Protocol { .. })]));
         let limited = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"x\"}}\n\n";
         let events = decode_in_pieces(limited.as_bytes(), 6, StreamDecoder::default()).await;
-        assert!(matches!(events[..], [Err(ProviderError::RateLimited { .. })]));
+        assert!(matches!(
+            events[..],
+            [Err(ProviderError::RateLimited { .. })]
+        ));
     }
 }

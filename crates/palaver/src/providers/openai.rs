@@ -4,11 +4,11 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::http::{Call, HttpSettings, secret_header};
+use super::http::{Call, HttpSettings, secret_header, wire_temperature};
 use super::sse::{SseDecoder, SseEvent};
 use super::{
-    ChatCompletion, ChatRequest, ChatRole, ChatStream, EmbeddingRequest, Embeddings, ProviderError, StreamEvent,
-    Usage,
+    ChatCompletion, ChatRequest, ChatRole, ChatStream, EmbeddingRequest, Embeddings, ProviderError,
+    StreamEvent, Usage,
 };
 
 const ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
@@ -30,7 +30,7 @@ struct WireRequest<'a> {
     model: &'a str,
     messages: Vec<WireMessage<'a>>,
     max_tokens: u32,
-    temperature: f32,
+    temperature: f64,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
@@ -57,7 +57,10 @@ struct WireUsage {
 
 impl From<WireUsage> for Usage {
     fn from(u: WireUsage) -> Usage {
-        Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        }
     }
 }
 
@@ -144,11 +147,20 @@ fn role(role: ChatRole) -> &'static str {
 fn wire_request(request: &ChatRequest, stream: bool) -> WireRequest<'_> {
     WireRequest {
         model: &request.model,
-        messages: request.messages.iter().map(|m| WireMessage { role: role(m.role), content: &m.content }).collect(),
+        messages: request
+            .messages
+            .iter()
+            .map(|m| WireMessage {
+                role: role(m.role),
+                content: &m.content,
+            })
+            .collect(),
         max_tokens: request.max_tokens,
-        temperature: request.temperature,
+        temperature: wire_temperature(request.temperature),
         stream,
-        stream_options: stream.then_some(StreamOptions { include_usage: true }),
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
     }
 }
 
@@ -161,7 +173,13 @@ impl OpenAi {
         http: HttpSettings,
     ) -> OpenAi {
         let base_url = base_url.trim_end_matches('/').to_owned();
-        OpenAi { name, base_url, api_key, org_id, http }
+        OpenAi {
+            name,
+            base_url,
+            api_key,
+            org_id,
+            http,
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -171,11 +189,15 @@ impl OpenAi {
     fn headers(&self) -> Result<HeaderMap, ProviderError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = &self.api_key {
-            headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {}", key.expose_secret()))?);
+            headers.insert(
+                AUTHORIZATION,
+                secret_header(&format!("Bearer {}", key.expose_secret()))?,
+            );
         }
         if let Some(org) = &self.org_id {
-            let value = HeaderValue::from_str(org)
-                .map_err(|_| ProviderError::Protocol { detail: "the organization id is not a valid header value".into() })?;
+            let value = HeaderValue::from_str(org).map_err(|_| ProviderError::Protocol {
+                detail: "the organization id is not a valid header value".into(),
+            })?;
             headers.insert(ORGANIZATION, value);
         }
         Ok(headers)
@@ -183,7 +205,12 @@ impl OpenAi {
 
     fn chat_call(&self, request: &ChatRequest, stream: bool) -> Result<Call, ProviderError> {
         let url = format!("{}/chat/completions", self.base_url);
-        Call::post_json(self.name, url, self.headers()?, &wire_request(request, stream))
+        Call::post_json(
+            self.name,
+            url,
+            self.headers()?,
+            &wire_request(request, stream),
+        )
     }
 
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatCompletion, ProviderError> {
@@ -198,17 +225,29 @@ impl OpenAi {
 
     pub async fn embed(&self, request: &EmbeddingRequest) -> Result<Embeddings, ProviderError> {
         if request.inputs.is_empty() {
-            return Ok(Embeddings { vectors: Vec::new(), prompt_tokens: Some(0) });
+            return Ok(Embeddings {
+                vectors: Vec::new(),
+                prompt_tokens: Some(0),
+            });
         }
         let url = format!("{}/embeddings", self.base_url);
-        let body = WireEmbeddingRequest { model: &request.model, input: &request.inputs };
-        let reply: WireEmbeddings = self.http.json(&Call::post_json(self.name, url, self.headers()?, &body)?).await?;
+        let body = WireEmbeddingRequest {
+            model: &request.model,
+            input: &request.inputs,
+        };
+        let reply: WireEmbeddings = self
+            .http
+            .json(&Call::post_json(self.name, url, self.headers()?, &body)?)
+            .await?;
         embeddings(reply, request.inputs.len())
     }
 
     pub async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
         let url = format!("{}/models", self.base_url);
-        let reply: WireModels = self.http.json(&Call::get(self.name, url, self.headers()?)).await?;
+        let reply: WireModels = self
+            .http
+            .json(&Call::get(self.name, url, self.headers()?))
+            .await?;
         Ok(reply.data.into_iter().map(|m| m.id).collect())
     }
 }
@@ -218,7 +257,9 @@ fn completion(reply: WireCompletion) -> Result<ChatCompletion, ProviderError> {
         .choices
         .into_iter()
         .next()
-        .ok_or_else(|| ProviderError::Protocol { detail: "a completion without choices".into() })?;
+        .ok_or_else(|| ProviderError::Protocol {
+            detail: "a completion without choices".into(),
+        })?;
     Ok(ChatCompletion {
         content: choice.message.and_then(|m| m.content).unwrap_or_default(),
         finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".to_owned()),
@@ -232,17 +273,28 @@ fn embeddings(reply: WireEmbeddings, inputs: usize) -> Result<Embeddings, Provid
     for item in reply.data {
         let slot = vectors
             .get_mut(item.index)
-            .ok_or_else(|| ProviderError::Protocol { detail: format!("embedding index {} out of range", item.index) })?;
+            .ok_or_else(|| ProviderError::Protocol {
+                detail: format!("embedding index {} out of range", item.index),
+            })?;
         if slot.replace(item.embedding).is_some() {
-            return Err(ProviderError::Protocol { detail: format!("embedding index {} twice", item.index) });
+            return Err(ProviderError::Protocol {
+                detail: format!("embedding index {} twice", item.index),
+            });
         }
     }
     let vectors = vectors
         .into_iter()
         .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| ProviderError::Protocol { detail: format!("no embedding for input {i}") }))
+        .map(|(i, v)| {
+            v.ok_or_else(|| ProviderError::Protocol {
+                detail: format!("no embedding for input {i}"),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Embeddings { vectors, prompt_tokens: reply.usage.and_then(|u| u.prompt_tokens) })
+    Ok(Embeddings {
+        vectors,
+        prompt_tokens: reply.usage.and_then(|u| u.prompt_tokens),
+    })
 }
 
 /// `data: {chunk}` lines until `data: [DONE]`; the usage chunk may follow the finish chunk.
@@ -255,14 +307,21 @@ struct StreamDecoder {
 impl StreamDecoder {
     fn finish(&mut self) -> StreamEvent {
         StreamEvent::Finish {
-            finish_reason: self.finish_reason.take().unwrap_or_else(|| "stop".to_owned()),
+            finish_reason: self
+                .finish_reason
+                .take()
+                .unwrap_or_else(|| "stop".to_owned()),
             usage: self.usage.take(),
         }
     }
 }
 
 impl SseDecoder for StreamDecoder {
-    fn event(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<bool, ProviderError> {
+    fn event(
+        &mut self,
+        event: SseEvent,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<bool, ProviderError> {
         let data = event.data.trim();
         if data == "[DONE]" {
             out.push(self.finish());
@@ -271,8 +330,9 @@ impl SseDecoder for StreamDecoder {
         if data.is_empty() {
             return Ok(false);
         }
-        let chunk: WireChunk = serde_json::from_str(data)
-            .map_err(|e| ProviderError::Protocol { detail: format!("unreadable stream chunk: {e}") })?;
+        let chunk: WireChunk = serde_json::from_str(data).map_err(|e| ProviderError::Protocol {
+            detail: format!("unreadable stream chunk: {e}"),
+        })?;
         if let Some(error) = chunk.error {
             return Err(ProviderError::Protocol {
                 detail: format!("error in the stream: {}", error.message.unwrap_or_default()),
@@ -298,7 +358,9 @@ impl SseDecoder for StreamDecoder {
         if self.finish_reason.is_some() {
             Ok(self.finish())
         } else {
-            Err(ProviderError::StreamCut { detail: "the stream ended without a finish reason or [DONE]".into() })
+            Err(ProviderError::StreamCut {
+                detail: "the stream ended without a finish reason or [DONE]".into(),
+            })
         }
     }
 }
@@ -317,10 +379,22 @@ mod tests {
         ChatRequest {
             model: "gpt-4o-mini".into(),
             messages: vec![
-                ChatMessage { role: ChatRole::System, content: "Be brief.".into() },
-                ChatMessage { role: ChatRole::User, content: "hello".into() },
-                ChatMessage { role: ChatRole::Assistant, content: "hi".into() },
-                ChatMessage { role: ChatRole::User, content: "again".into() },
+                ChatMessage {
+                    role: ChatRole::System,
+                    content: "Be brief.".into(),
+                },
+                ChatMessage {
+                    role: ChatRole::User,
+                    content: "hello".into(),
+                },
+                ChatMessage {
+                    role: ChatRole::Assistant,
+                    content: "hi".into(),
+                },
+                ChatMessage {
+                    role: ChatRole::User,
+                    content: "again".into(),
+                },
             ],
             max_tokens: 50,
             temperature: 0.0,
@@ -354,19 +428,37 @@ mod tests {
     }
 
     fn http() -> HttpSettings {
-        HttpSettings::new(Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(1), 1, Duration::ZERO)
-            .unwrap()
+        HttpSettings::new(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            1,
+            Duration::ZERO,
+        )
+        .unwrap()
     }
 
     #[test]
     fn headers_with_and_without_key() {
-        let with = OpenAi::new("openai", "https://x/v1/".into(), Some("sk-k".into()), Some("org-1".into()), http());
+        let with = OpenAi::new(
+            "openai",
+            "https://x/v1/".into(),
+            Some("sk-k".into()),
+            Some("org-1".into()),
+            http(),
+        );
         assert_eq!(with.base_url, "https://x/v1");
         let h = with.headers().unwrap();
         assert_eq!(h[AUTHORIZATION], "Bearer sk-k");
         assert!(h[AUTHORIZATION].is_sensitive());
         assert_eq!(h["OpenAI-Organization"], "org-1");
-        let without = OpenAi::new("openai-compatible", "http://127.0.0.1:1/v1".into(), None, None, http());
+        let without = OpenAi::new(
+            "openai-compatible",
+            "http://127.0.0.1:1/v1".into(),
+            None,
+            None,
+            http(),
+        );
         assert!(without.headers().unwrap().is_empty());
         assert_eq!(without.name(), "openai-compatible");
     }
@@ -382,9 +474,18 @@ mod tests {
         let c = completion(reply).unwrap();
         assert_eq!(c.content, "Hi!");
         assert_eq!(c.finish_reason, "length");
-        assert_eq!(c.usage, Some(Usage { prompt_tokens: 9, completion_tokens: 2 }));
+        assert_eq!(
+            c.usage,
+            Some(Usage {
+                prompt_tokens: 9,
+                completion_tokens: 2
+            })
+        );
         let empty: WireCompletion = serde_json::from_value(json!({"choices": []})).unwrap();
-        assert!(matches!(completion(empty), Err(ProviderError::Protocol { .. })));
+        assert!(matches!(
+            completion(empty),
+            Err(ProviderError::Protocol { .. })
+        ));
     }
 
     #[test]
@@ -401,7 +502,8 @@ mod tests {
         let e = embeddings(reply, 3).unwrap();
         assert_eq!(e.vectors, vec![vec![0.0], vec![1.0], vec![2.0]]);
         assert_eq!(e.prompt_tokens, Some(3));
-        let missing: WireEmbeddings = serde_json::from_value(json!({"data": [{"index": 0, "embedding": [0.0]}]})).unwrap();
+        let missing: WireEmbeddings =
+            serde_json::from_value(json!({"data": [{"index": 0, "embedding": [0.0]}]})).unwrap();
         assert!(embeddings(missing, 2).is_err());
         let out_of_range: WireEmbeddings =
             serde_json::from_value(json!({"data": [{"index": 5, "embedding": [0.0]}]})).unwrap();
@@ -424,7 +526,10 @@ mod tests {
             StreamEvent::Delta(" wörld 😀".into()),
             StreamEvent::Finish {
                 finish_reason: "stop".into(),
-                usage: Some(Usage { prompt_tokens: 7, completion_tokens: 3 }),
+                usage: Some(Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 3,
+                }),
             },
         ]
     }
@@ -448,7 +553,10 @@ mod tests {
 
     #[tokio::test]
     async fn stream_cut_before_finish() {
-        let cut = STREAM.split("data: {\"id\":\"1\",\"choices\":[{\"index\":0,\"delta\":{},").next().unwrap();
+        let cut = STREAM
+            .split("data: {\"id\":\"1\",\"choices\":[{\"index\":0,\"delta\":{},")
+            .next()
+            .unwrap();
         let events = decode_in_pieces(cut.as_bytes(), 9, StreamDecoder::default()).await;
         assert_eq!(events.len(), 3);
         assert!(matches!(events[2], Err(ProviderError::StreamCut { .. })));
@@ -459,7 +567,9 @@ mod tests {
         let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\n";
         let events = decode_in_pieces(body.as_bytes(), 4, StreamDecoder::default()).await;
         assert_eq!(events.len(), 2);
-        assert!(matches!(&events[1], Err(ProviderError::Protocol { detail }) if detail.contains("boom")));
+        assert!(
+            matches!(&events[1], Err(ProviderError::Protocol { detail }) if detail.contains("boom"))
+        );
     }
 
     #[tokio::test]

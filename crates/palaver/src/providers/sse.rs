@@ -135,7 +135,8 @@ impl SseParser {
 pub trait SseDecoder: Send + 'static {
     /// Handles one event, pushing what it yields onto `out`; `Ok(true)` once the stream is
     /// complete (the last event pushed is then the `Finish`).
-    fn event(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<bool, ProviderError>;
+    fn event(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>)
+    -> Result<bool, ProviderError>;
 
     /// The body ended before [`SseDecoder::event`] reported completion: the final `Finish`
     /// when the provider's protocol allows it, or the error.
@@ -191,7 +192,9 @@ impl<D: SseDecoder> Driver<D> {
                     self.feed(events);
                     if !self.done && self.parser.buffered() > MAX_BUFFERED {
                         self.fail(ProviderError::Protocol {
-                            detail: format!("more than {MAX_BUFFERED} bytes without a complete event"),
+                            detail: format!(
+                                "more than {MAX_BUFFERED} bytes without a complete event"
+                            ),
                         });
                     }
                 }
@@ -217,7 +220,13 @@ impl<D: SseDecoder> Driver<D> {
 /// Turns a body into chat events. Nothing is spawned: dropping the returned stream drops
 /// the body, which closes the upstream connection.
 pub fn decode<D: SseDecoder>(body: BodyChunks, decoder: D) -> ChatStream {
-    let driver = Driver { body: Some(body), parser: SseParser::new(), decoder, queue: VecDeque::new(), done: false };
+    let driver = Driver {
+        body: Some(body),
+        parser: SseParser::new(),
+        decoder,
+        queue: VecDeque::new(),
+        done: false,
+    };
     Box::pin(futures::stream::unfold(driver, |mut driver| async move {
         let item = driver.next().await?;
         Some((item, driver))
@@ -231,9 +240,13 @@ pub async fn decode_in_pieces<D: SseDecoder>(
     piece: usize,
     decoder: D,
 ) -> Vec<Result<StreamEvent, ProviderError>> {
-    let chunks: Vec<Result<Bytes, ProviderError>> =
-        bytes.chunks(piece.max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    decode(Box::pin(futures::stream::iter(chunks)), decoder).collect().await
+    let chunks: Vec<Result<Bytes, ProviderError>> = bytes
+        .chunks(piece.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    decode(Box::pin(futures::stream::iter(chunks)), decoder)
+        .collect()
+        .await
 }
 
 #[cfg(test)]
@@ -241,7 +254,10 @@ mod tests {
     use super::*;
 
     fn ev(event: Option<&str>, data: &str) -> SseEvent {
-        SseEvent { event: event.map(str::to_owned), data: data.to_owned() }
+        SseEvent {
+            event: event.map(str::to_owned),
+            data: data.to_owned(),
+        }
     }
 
     /// Mixed line endings, multibyte text, comments, fields with and without the space.
@@ -383,9 +399,16 @@ mod tests {
     struct Echo;
 
     impl SseDecoder for Echo {
-        fn event(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<bool, ProviderError> {
+        fn event(
+            &mut self,
+            event: SseEvent,
+            out: &mut Vec<StreamEvent>,
+        ) -> Result<bool, ProviderError> {
             if event.data == "end" {
-                out.push(StreamEvent::Finish { finish_reason: "stop".into(), usage: None });
+                out.push(StreamEvent::Finish {
+                    finish_reason: "stop".into(),
+                    usage: None,
+                });
                 return Ok(true);
             }
             out.push(StreamEvent::Delta(event.data));
@@ -393,7 +416,9 @@ mod tests {
         }
 
         fn end(&mut self) -> Result<StreamEvent, ProviderError> {
-            Err(ProviderError::StreamCut { detail: "eof".into() })
+            Err(ProviderError::StreamCut {
+                detail: "eof".into(),
+            })
         }
     }
 
@@ -408,7 +433,10 @@ mod tests {
                 vec![
                     StreamEvent::Delta("a".into()),
                     StreamEvent::Delta("b".into()),
-                    StreamEvent::Finish { finish_reason: "stop".into(), usage: None },
+                    StreamEvent::Finish {
+                        finish_reason: "stop".into(),
+                        usage: None
+                    },
                 ]
             );
         }
@@ -421,10 +449,14 @@ mod tests {
     async fn driver_passes_body_errors_and_stops() {
         let chunks: Vec<Result<Bytes, ProviderError>> = vec![
             Ok(Bytes::from_static(b"data: a\n\n")),
-            Err(ProviderError::Timeout { detail: "idle".into() }),
+            Err(ProviderError::Timeout {
+                detail: "idle".into(),
+            }),
             Ok(Bytes::from_static(b"data: b\n\n")),
         ];
-        let events: Vec<_> = decode(Box::pin(futures::stream::iter(chunks)), Echo).collect().await;
+        let events: Vec<_> = decode(Box::pin(futures::stream::iter(chunks)), Echo)
+            .collect()
+            .await;
         assert_eq!(events.len(), 2);
         assert!(matches!(&events[0], Ok(StreamEvent::Delta(d)) if d == "a"));
         assert!(matches!(events[1], Err(ProviderError::Timeout { .. })));

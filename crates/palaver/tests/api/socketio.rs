@@ -180,7 +180,7 @@ async fn stop_cancels_the_upstream_and_stores_the_partial_reply() {
     assert_eq!(messages[1]["metadata"]["stopped"], true);
     assert_eq!(messages[1]["content"], stopped["content"], "the stored partial reply is what was sent");
     let partial = messages[1]["content"].as_str().unwrap();
-    assert!(partial.starts_with("Mock reply to: long"), "{partial}");
+    assert!(partial.starts_with("Mock reply to:"), "{partial}");
     assert!(partial.split_whitespace().count() < 500, "it really stopped");
 }
 
