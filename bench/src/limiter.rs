@@ -12,7 +12,10 @@ use palaver::limits::{LocalGcra, Rate, RedisGcra};
 
 pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> {
     // A rate no user of the benchmark reaches, so every decision is a full "allowed" path.
-    let rate = Rate { limit: 1_000_000, period: Duration::from_secs(60) };
+    let rate = Rate {
+        limit: 1_000_000,
+        period: Duration::from_secs(60),
+    };
     let keys: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
 
     let local = LocalGcra::new(rate);
@@ -21,10 +24,15 @@ pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> 
         std::hint::black_box(local.check(&keys[i % keys.len()], true));
     }
     let per = started.elapsed() / decisions as u32;
-    println!("in-process, 1 thread:   {:>8.3} µs per decision ({decisions} decisions)", per.as_secs_f64() * 1e6);
+    println!(
+        "in-process, 1 thread:   {:>8.3} µs per decision ({decisions} decisions)",
+        per.as_secs_f64() * 1e6
+    );
 
     let local = Arc::new(LocalGcra::new(rate));
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -38,7 +46,8 @@ pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> 
         })
         .collect();
     for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("bench thread panicked"))?;
+        h.join()
+            .map_err(|_| anyhow::anyhow!("bench thread panicked"))?;
     }
     let elapsed = started.elapsed();
     println!(
@@ -88,7 +97,9 @@ pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> 
             let keys = keys.clone();
             tokio::spawn(async move {
                 for i in 0..n / concurrency {
-                    limiter.check(&keys[(i * 13 + t) % keys.len()], true).await?;
+                    limiter
+                        .check(&keys[(i * 13 + t) % keys.len()], true)
+                        .await?;
                 }
                 anyhow::Ok(())
             })

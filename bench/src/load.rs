@@ -23,12 +23,21 @@ pub struct Report {
     pub p99_ms: f64,
 }
 
-pub async fn run_load(target: &Target, concurrency: usize, duration: Duration) -> anyhow::Result<Report> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).tcp_nodelay(true).build()?;
+pub async fn run_load(
+    target: &Target,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .build()?;
     let body = serde_json::to_vec(&target.body)?;
     // Warm-up: connections, caches, the tokenizer.
     for i in 0..concurrency.min(8) {
-        send(&client, target, &body, i).await.context("warm-up request failed")?;
+        send(&client, target, &body, i)
+            .await
+            .context("warm-up request failed")?;
     }
     let start = Instant::now();
     let workers = (0..concurrency).map(|i| {
@@ -79,7 +88,12 @@ pub async fn run_load(target: &Target, concurrency: usize, duration: Duration) -
     Ok(report)
 }
 
-async fn send(client: &reqwest::Client, target: &Target, body: &[u8], worker: usize) -> anyhow::Result<()> {
+async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    body: &[u8],
+    worker: usize,
+) -> anyhow::Result<()> {
     let token = &target.tokens[worker % target.tokens.len()];
     let response = client
         .post(&target.url)

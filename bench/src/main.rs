@@ -75,17 +75,35 @@ const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Chat { seconds, saturation, postgres } => chat(Duration::from_secs(seconds), saturation, postgres).await,
+        Command::Chat {
+            seconds,
+            saturation,
+            postgres,
+        } => chat(Duration::from_secs(seconds), saturation, postgres).await,
         Command::Startup { runs } => startup(runs).await,
         Command::Limiter { decisions, redis } => limiter::run(decisions, redis).await,
-        Command::Sockets { idle, streams, tokens_per_sec, seconds } => {
-            let args = sockets::SocketArgs { idle, streams, tokens_per_sec, seconds };
+        Command::Sockets {
+            idle,
+            streams,
+            tokens_per_sec,
+            seconds,
+        } => {
+            let args = sockets::SocketArgs {
+                idle,
+                streams,
+                tokens_per_sec,
+                seconds,
+            };
             sockets::run(args, SECRET, mint).await
         }
     }
 }
 
-async fn chat(duration: Duration, saturation: usize, postgres: Option<String>) -> anyhow::Result<()> {
+async fn chat(
+    duration: Duration,
+    saturation: usize,
+    postgres: Option<String>,
+) -> anyhow::Result<()> {
     let bin = target_dir()?;
     let mock_port = free_port()?;
     let _mock: Child = spawn_mock(&bin, mock_port).await?;
@@ -98,9 +116,15 @@ async fn chat(duration: Duration, saturation: usize, postgres: Option<String>) -
     };
 
     let data_dir = std::env::temp_dir().join(format!("palaver-bench-{}", std::process::id()));
-    let mut backends = vec![("sqlite", format!("sqlite://{}/bench.db", data_dir.display()))];
+    let mut backends = vec![(
+        "sqlite",
+        format!("sqlite://{}/bench.db", data_dir.display()),
+    )];
     if let Some(admin) = postgres {
-        backends.push(("postgres", procs::fresh_pg_database(&admin, "palaver_bench").await?));
+        backends.push((
+            "postgres",
+            procs::fresh_pg_database(&admin, "palaver_bench").await?,
+        ));
     }
 
     let mut rows = Vec::new();
@@ -109,7 +133,15 @@ async fn chat(duration: Duration, saturation: usize, postgres: Option<String>) -
     }
     for (name, url) in backends {
         let port = free_port()?;
-        let _palaver = spawn_palaver(&bin, port, &url, &format!("{mock_base}/v1"), &data_dir, SECRET).await?;
+        let _palaver = spawn_palaver(
+            &bin,
+            port,
+            &url,
+            &format!("{mock_base}/v1"),
+            &data_dir,
+            SECRET,
+        )
+        .await?;
         let tokens = (0..saturation.max(16))
             .map(|i| Ok(format!("Bearer {}", mint(&format!("bench-user-{i}"))?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -135,7 +167,8 @@ async fn startup(runs: usize) -> anyhow::Result<()> {
     let mut rss = Vec::new();
     for run in 0..runs {
         // A fresh data directory each run: migrations and the JWT secret are created at start-up.
-        let dir = std::env::temp_dir().join(format!("palaver-startup-{}-{run}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("palaver-startup-{}-{run}", std::process::id()));
         let port = free_port()?;
         let started = std::time::Instant::now();
         let child = tokio::process::Command::new(bin.join("palaver"))
@@ -155,7 +188,10 @@ async fn startup(runs: usize) -> anyhow::Result<()> {
             {
                 break;
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "palaver did not start");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "palaver did not start"
+            );
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         times.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -172,7 +208,12 @@ async fn startup(runs: usize) -> anyhow::Result<()> {
         times[times.len() / 2],
         times[times.len() - 1]
     );
-    println!("idle RSS after start-up: median {} KiB ({:.1} MB), max {} KiB", rss[rss.len() / 2], rss[rss.len() / 2] as f64 / 1024.0, rss[rss.len() - 1]);
+    println!(
+        "idle RSS after start-up: median {} KiB ({:.1} MB), max {} KiB",
+        rss[rss.len() / 2],
+        rss[rss.len() / 2] as f64 / 1024.0,
+        rss[rss.len() - 1]
+    );
     Ok(())
 }
 
@@ -196,7 +237,10 @@ fn print_table(rows: &[Report]) {
             r.name, r.concurrency, r.ok, r.errors, r.rate, r.p50_ms, r.p99_ms
         );
     }
-    let direct: Vec<&Report> = rows.iter().filter(|r| r.name.starts_with("mock-llm")).collect();
+    let direct: Vec<&Report> = rows
+        .iter()
+        .filter(|r| r.name.starts_with("mock-llm"))
+        .collect();
     println!();
     println!("Added latency (Palaver minus direct, same concurrency):");
     for r in rows.iter().filter(|r| !r.name.starts_with("mock-llm")) {

@@ -21,14 +21,19 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
     let dir = exe.parent().context("no parent directory")?.to_path_buf();
     for bin in ["palaver", "mock-llm"] {
         if !dir.join(bin).exists() {
-            bail!("{} is missing: run `cargo build --release -p palaver -p mock-llm -p palaver-bench`", dir.join(bin).display());
+            bail!(
+                "{} is missing: run `cargo build --release -p palaver -p mock-llm -p palaver-bench`",
+                dir.join(bin).display()
+            );
         }
     }
     Ok(dir)
 }
 
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_http(url: &str) -> anyhow::Result<()> {
@@ -53,8 +58,15 @@ impl Child {
 /// Resident set size of a process, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("bad VmRSS")?
+        .parse()?)
 }
 
 pub async fn spawn_mock(bin: &Path, port: u16) -> anyhow::Result<Child> {
@@ -108,7 +120,13 @@ pub async fn spawn_palaver(
 pub async fn fresh_pg_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
     let status = tokio::process::Command::new("psql")
         .arg(admin_url)
-        .args(["-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), "-c", &format!("CREATE DATABASE {name}")])
+        .args([
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
         .status()
         .await
         .context("running psql")?;

@@ -22,18 +22,31 @@ pub enum Incoming {
 impl SioClient {
     /// Opens the WebSocket transport and connects to `ns` with `auth`.
     pub async fn connect(base: &str, ns: &str, auth: &Value) -> anyhow::Result<SioClient> {
-        let url = format!("{}/socket.io/?EIO=4&transport=websocket", base.replacen("http", "ws", 1));
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.context("websocket connect")?;
+        let url = format!(
+            "{}/socket.io/?EIO=4&transport=websocket",
+            base.replacen("http", "ws", 1)
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .context("websocket connect")?;
         // Engine.IO open packet.
         match ws.next().await {
             Some(Ok(Message::Text(t))) if t.starts_with('0') => {}
             other => bail!("no engine.io open packet: {other:?}"),
         }
-        ws.send(Message::Text(format!("40{ns},{auth}").into())).await?;
-        let mut client = SioClient { ws, ns: ns.to_owned() };
+        ws.send(Message::Text(format!("40{ns},{auth}").into()))
+            .await?;
+        let mut client = SioClient {
+            ws,
+            ns: ns.to_owned(),
+        };
         loop {
-            let Some(frame) = client.ws.next().await else { bail!("closed during connect") };
-            let Message::Text(text) = frame? else { continue };
+            let Some(frame) = client.ws.next().await else {
+                bail!("closed during connect")
+            };
+            let Message::Text(text) = frame? else {
+                continue;
+            };
             if text.starts_with(&format!("40{ns},")) {
                 return Ok(client);
             }
@@ -55,14 +68,20 @@ impl SioClient {
     /// The next event (pings are answered on the way).
     pub async fn next(&mut self) -> anyhow::Result<Option<Incoming>> {
         loop {
-            let Some(frame) = self.ws.next().await else { return Ok(None) };
-            let Message::Text(text) = frame? else { continue };
+            let Some(frame) = self.ws.next().await else {
+                return Ok(None);
+            };
+            let Message::Text(text) = frame? else {
+                continue;
+            };
             if text.as_str() == "2" {
                 self.ws.send(Message::Text("3".into())).await?;
                 continue;
             }
             let prefix = format!("42{},", self.ns);
-            let Some(body) = text.strip_prefix(prefix.as_str()) else { return Ok(Some(Incoming::Other)) };
+            let Some(body) = text.strip_prefix(prefix.as_str()) else {
+                return Ok(Some(Incoming::Other));
+            };
             let parsed: Value = serde_json::from_str(body)?;
             let name = parsed[0].as_str().unwrap_or_default().to_owned();
             return Ok(Some(Incoming::Event(name, parsed[1].clone())));

@@ -23,18 +23,38 @@ pub struct SocketArgs {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
 }
 
-pub async fn run(args: SocketArgs, secret: &str, mint: impl Fn(&str) -> anyhow::Result<String>) -> anyhow::Result<()> {
+pub async fn run(
+    args: SocketArgs,
+    secret: &str,
+    mint: impl Fn(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
     let bin = target_dir()?;
     let mock_port = free_port()?;
-    let _mock = spawn_mock_with(&bin, mock_port, &["--tokens-per-sec", &args.tokens_per_sec.to_string()]).await?;
+    let _mock = spawn_mock_with(
+        &bin,
+        mock_port,
+        &["--tokens-per-sec", &args.tokens_per_sec.to_string()],
+    )
+    .await?;
     let mock_base = format!("http://127.0.0.1:{mock_port}");
     let data_dir = std::env::temp_dir().join(format!("palaver-bench-sio-{}", std::process::id()));
     let port = free_port()?;
     let db = format!("sqlite://{}/bench.db", data_dir.display());
-    let palaver = spawn_palaver(&bin, port, &db, &format!("{mock_base}/v1"), &data_dir, secret).await?;
+    let palaver = spawn_palaver(
+        &bin,
+        port,
+        &db,
+        &format!("{mock_base}/v1"),
+        &data_dir,
+        secret,
+    )
+    .await?;
     let pid = palaver.pid().context("palaver pid")?;
     let base = format!("http://127.0.0.1:{port}");
     let words = (args.tokens_per_sec * args.seconds as f64).ceil() as usize;
@@ -42,7 +62,9 @@ pub async fn run(args: SocketArgs, secret: &str, mint: impl Fn(&str) -> anyhow::
     // 1. Idle connections.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid)?;
-    let tokens: Vec<String> = (0..64).map(|i| mint(&format!("sio-user-{i}"))).collect::<anyhow::Result<_>>()?;
+    let tokens: Vec<String> = (0..64)
+        .map(|i| mint(&format!("sio-user-{i}")))
+        .collect::<anyhow::Result<_>>()?;
     let mut idle = Vec::with_capacity(args.idle);
     let connects = futures::stream::iter(0..args.idle)
         .map(|i| {
@@ -110,13 +132,22 @@ fn summarize(mut latencies: Vec<u64>, elapsed: Duration) -> Relay {
         if latencies.is_empty() {
             return f64::NAN;
         }
-        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1] as f64
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+            as f64
     };
-    Relay { chunks: latencies.len(), rate: latencies.len() as f64 / elapsed.as_secs_f64(), p50_us: pct(0.5), p99_us: pct(0.99) }
+    Relay {
+        chunks: latencies.len(),
+        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+    }
 }
 
 fn stamp_latency(word: &str) -> Option<u64> {
-    word.trim().parse::<u64>().ok().map(|sent| now_us().saturating_sub(sent))
+    word.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|sent| now_us().saturating_sub(sent))
 }
 
 async fn direct_streams(mock_base: &str, streams: usize, words: usize) -> anyhow::Result<Relay> {
@@ -155,7 +186,12 @@ async fn direct_streams(mock_base: &str, streams: usize, words: usize) -> anyhow
     Ok(summarize(all, start.elapsed()))
 }
 
-async fn gateway_streams(base: &str, tokens: &[String], streams: usize, words: usize) -> anyhow::Result<Relay> {
+async fn gateway_streams(
+    base: &str,
+    tokens: &[String],
+    streams: usize,
+    words: usize,
+) -> anyhow::Result<Relay> {
     let start = Instant::now();
     let tasks = (0..streams).map(|i| {
         let token = tokens[i % tokens.len()].clone();

@@ -17,7 +17,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(var: &'static str, message: impl Into<String>) -> Self {
-        Self { var, message: message.into() }
+        Self {
+            var,
+            message: message.into(),
+        }
     }
 }
 
@@ -114,6 +117,8 @@ pub struct JobsConfig {
 pub struct Config {
     pub host: String,
     pub port: u16,
+    /// Connections of the PostgreSQL pool (`DATABASE_POOL_SIZE`, default 10).
+    pub database_pool_size: u32,
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub redis_url: Option<SecretString>,
@@ -155,7 +160,10 @@ impl Config {
         K: Into<String>,
         V: Into<String>,
     {
-        let env = Env(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect());
+        let env = Env(vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect());
         for var in ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"] {
             if let Some(key) = env.get(var) {
                 check_key(var, key)?;
@@ -167,9 +175,13 @@ impl Config {
                 url: format!("sqlite://{}", data_dir.join("palaver.db").display()),
             },
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                DatabaseConfig::Postgres { url: url.to_owned() }
+                DatabaseConfig::Postgres {
+                    url: url.to_owned(),
+                }
             }
-            Some(url) if url.starts_with("sqlite:") => DatabaseConfig::Sqlite { url: url.to_owned() },
+            Some(url) if url.starts_with("sqlite:") => DatabaseConfig::Sqlite {
+                url: url.to_owned(),
+            },
             Some(_) => {
                 return Err(ConfigError::new(
                     "DATABASE_URL",
@@ -180,11 +192,14 @@ impl Config {
         Ok(Config {
             host: env.get("HOST").unwrap_or("0.0.0.0").to_owned(),
             port: env.parse("PORT", 3000)?,
+            database_pool_size: env.parse("DATABASE_POOL_SIZE", 10)?,
             data_dir,
             database,
             redis_url: redis_url(&env)?,
             jwt: JwtConfig {
-                secret: env.get("JWT_SECRET").map(|s| SecretString::from(s.to_owned())),
+                secret: env
+                    .get("JWT_SECRET")
+                    .map(|s| SecretString::from(s.to_owned())),
                 public_key: env.get("JWT_PUBLIC_KEY").map(str::to_owned),
                 jwks_url: env.get("JWT_JWKS_URL").map(str::to_owned),
                 issuer: env.get("JWT_ISSUER").map(str::to_owned),
@@ -199,48 +214,89 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect(),
             openai: OpenAiConfig {
-                api_key: env.get("OPENAI_API_KEY").map(|s| SecretString::from(s.to_owned())),
+                api_key: env
+                    .get("OPENAI_API_KEY")
+                    .map(|s| SecretString::from(s.to_owned())),
                 org_id: env.get("OPENAI_ORG_ID").map(str::to_owned),
-                base_url: env.get("OPENAI_BASE_URL").map(|s| s.trim_end_matches('/').to_owned()),
+                base_url: env
+                    .get("OPENAI_BASE_URL")
+                    .map(|s| s.trim_end_matches('/').to_owned()),
                 model: env.get("OPENAI_MODEL").unwrap_or("gpt-4").to_owned(),
-                max_tokens: env.parse_range(&["OPENAI_MAX_TOKENS", "MAX_TOKENS"], 4096, 1..=1_000_000)?,
-                temperature: env.parse_float(&["OPENAI_TEMPERATURE", "TEMPERATURE"], 0.7, 0.0, 2.0)?,
+                max_tokens: env.parse_range(
+                    &["OPENAI_MAX_TOKENS", "MAX_TOKENS"],
+                    4096,
+                    1..=1_000_000,
+                )?,
+                temperature: env.parse_float(
+                    &["OPENAI_TEMPERATURE", "TEMPERATURE"],
+                    0.7,
+                    0.0,
+                    2.0,
+                )?,
             },
-            anthropic_api_key: env.get("ANTHROPIC_API_KEY").map(|s| SecretString::from(s.to_owned())),
+            anthropic_api_key: env
+                .get("ANTHROPIC_API_KEY")
+                .map(|s| SecretString::from(s.to_owned())),
             anthropic_base_url: env
                 .get("ANTHROPIC_BASE_URL")
                 .unwrap_or("https://api.anthropic.com")
                 .trim_end_matches('/')
                 .to_owned(),
-            gemini_api_key: env.get("GEMINI_API_KEY").map(|s| SecretString::from(s.to_owned())),
+            gemini_api_key: env
+                .get("GEMINI_API_KEY")
+                .map(|s| SecretString::from(s.to_owned())),
             gemini_base_url: env
                 .get("GEMINI_BASE_URL")
                 .unwrap_or("https://generativelanguage.googleapis.com")
                 .trim_end_matches('/')
                 .to_owned(),
             providers: ProviderSettings {
-                connect_timeout: Duration::from_millis(env.parse("PROVIDER_CONNECT_TIMEOUT_MS", 5_000)?),
-                first_byte_timeout: Duration::from_millis(env.parse("PROVIDER_FIRST_BYTE_TIMEOUT_MS", 60_000)?),
+                connect_timeout: Duration::from_millis(
+                    env.parse("PROVIDER_CONNECT_TIMEOUT_MS", 5_000)?,
+                ),
+                first_byte_timeout: Duration::from_millis(
+                    env.parse("PROVIDER_FIRST_BYTE_TIMEOUT_MS", 60_000)?,
+                ),
                 idle_timeout: Duration::from_millis(env.parse("PROVIDER_IDLE_TIMEOUT_MS", 30_000)?),
                 max_attempts: env.parse_range(&["PROVIDER_MAX_ATTEMPTS"], 3, 1..=10)?,
                 backoff_base: Duration::from_millis(env.parse("PROVIDER_BACKOFF_MS", 250)?),
                 mock_word_delay: Duration::from_millis(env.parse("MOCK_WORD_DELAY_MS", 15)?),
             },
             prices_file: env.get("PRICES_FILE").map(str::to_owned),
-            rate_limit_per_minute: env.parse_range(&["RATE_LIMIT_PER_MINUTE"], 20, 1..=1_000_000)?,
+            rate_limit_per_minute: env.parse_range(
+                &["RATE_LIMIT_PER_MINUTE"],
+                20,
+                1..=1_000_000,
+            )?,
             quota_tokens_per_day: match env.get("QUOTA_TOKENS_PER_DAY") {
                 None => None,
-                Some(_) => Some(i64::from(env.parse_range(&["QUOTA_TOKENS_PER_DAY"], 0, 1..=u32::MAX)?)),
+                Some(_) => Some(i64::from(env.parse_range(
+                    &["QUOTA_TOKENS_PER_DAY"],
+                    0,
+                    1..=u32::MAX,
+                )?)),
             },
-            auth_failures_per_minute: env.parse_range(&["AUTH_FAILURES_PER_MINUTE"], 30, 1..=1_000_000)?,
+            auth_failures_per_minute: env.parse_range(
+                &["AUTH_FAILURES_PER_MINUTE"],
+                30,
+                1..=1_000_000,
+            )?,
             trust_forwarded_for: env.parse("TRUST_FORWARDED_FOR", false)?,
             stream_on_disconnect: match env.get("STREAM_ON_DISCONNECT") {
                 None | Some("finish") => DisconnectPolicy::Finish,
                 Some("stop") => DisconnectPolicy::Stop,
-                Some(_) => return Err(ConfigError::new("STREAM_ON_DISCONNECT", "must be `finish` or `stop`")),
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "STREAM_ON_DISCONNECT",
+                        "must be `finish` or `stop`",
+                    ));
+                }
             },
-            body_limit_bytes: env.parse_range(&["BODY_LIMIT_BYTES"], 1024 * 1024, 1024..=512 * 1024 * 1024)?
-                as usize,
+            body_limit_bytes: env.parse_range(
+                &["BODY_LIMIT_BYTES"],
+                1024 * 1024,
+                1024..=512 * 1024 * 1024,
+            )? as usize,
             log_format: match env.get("LOG_FORMAT") {
                 None | Some("text") | Some("pretty") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -259,8 +315,15 @@ impl Config {
 
 /// A key must at least look like a key: no spaces, quotes or placeholders.
 fn check_key(var: &'static str, key: &str) -> Result<(), ConfigError> {
-    if key.len() < 8 || key.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '<' || c == '>') {
-        return Err(ConfigError::new(var, "does not look like an API key (too short, or has spaces, quotes or <placeholders>)"));
+    if key.len() < 8
+        || key
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '<' || c == '>')
+    {
+        return Err(ConfigError::new(
+            var,
+            "does not look like an API key (too short, or has spaces, quotes or <placeholders>)",
+        ));
     }
     Ok(())
 }
@@ -274,7 +337,9 @@ impl Config {
             if let Some(key) = key
                 && !key.expose_secret().starts_with(prefix)
             {
-                warnings.push(format!("{var} does not start with `{prefix}`: is it the right key?"));
+                warnings.push(format!(
+                    "{var} does not start with `{prefix}`: is it the right key?"
+                ));
             }
         };
         if self.openai.base_url.is_none() {
@@ -289,21 +354,39 @@ impl Config {
 /// [jobs] `WORKER_CONCURRENCY`, `JOB_BACKOFF_MS`, `JOB_QUEUE`, `JOB_HEARTBEAT_SECS`.
 fn jobs_config(env: &Env) -> Result<JobsConfig, ConfigError> {
     let queue = env.get("JOB_QUEUE").unwrap_or("ai-tasks").trim().to_owned();
-    if queue.len() > 100 || !queue.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')) {
-        return Err(ConfigError::new("JOB_QUEUE", "must be 1 to 100 letters, digits, `-`, `_`, `:` or `.`"));
+    if queue.len() > 100
+        || !queue
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+    {
+        return Err(ConfigError::new(
+            "JOB_QUEUE",
+            "must be 1 to 100 letters, digits, `-`, `_`, `:` or `.`",
+        ));
     }
     Ok(JobsConfig {
         concurrency: env.parse_range(&["WORKER_CONCURRENCY"], 4, 0..=256)?,
-        backoff: Duration::from_millis(u64::from(env.parse_range(&["JOB_BACKOFF_MS"], 5_000, 1..=3_600_000)?)),
+        backoff: Duration::from_millis(u64::from(env.parse_range(
+            &["JOB_BACKOFF_MS"],
+            5_000,
+            1..=3_600_000,
+        )?)),
         queue,
-        heartbeat: Duration::from_secs(u64::from(env.parse_range(&["JOB_HEARTBEAT_SECS"], 10, 1..=3_600)?)),
+        heartbeat: Duration::from_secs(u64::from(env.parse_range(
+            &["JOB_HEARTBEAT_SECS"],
+            10,
+            1..=3_600,
+        )?)),
     })
 }
 
 fn redis_url(env: &Env) -> Result<Option<SecretString>, ConfigError> {
     if let Some(url) = env.get("REDIS_URL") {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return Err(ConfigError::new("REDIS_URL", "must start with redis:// or rediss://"));
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
+            ));
         }
         return Ok(Some(SecretString::from(url.to_owned())));
     }
@@ -323,10 +406,17 @@ struct Env(HashMap<String, String>);
 impl Env {
     /// A variable's value; an empty value counts as unset.
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
-    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
         match self.get(name) {
             None => Ok(default),
             Some(raw) => raw
@@ -350,18 +440,31 @@ impl Env {
             Ok(v) if range.contains(&v) => Ok(v),
             _ => Err(ConfigError::new(
                 name,
-                format!("`{raw}` must be a whole number from {} to {}", range.start(), range.end()),
+                format!(
+                    "`{raw}` must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             )),
         }
     }
 
-    fn parse_float(&self, names: &[&'static str], default: f32, min: f32, max: f32) -> Result<f32, ConfigError> {
+    fn parse_float(
+        &self,
+        names: &[&'static str],
+        default: f32,
+        min: f32,
+        max: f32,
+    ) -> Result<f32, ConfigError> {
         let Some((name, raw)) = names.iter().find_map(|n| self.get(n).map(|v| (*n, v))) else {
             return Ok(default);
         };
         match raw.trim().parse::<f32>() {
             Ok(v) if (min..=max).contains(&v) => Ok(v),
-            _ => Err(ConfigError::new(name, format!("`{raw}` must be a number from {min} to {max}"))),
+            _ => Err(ConfigError::new(
+                name,
+                format!("`{raw}` must be a number from {min} to {max}"),
+            )),
         }
     }
 }
@@ -421,7 +524,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.openai.temperature, 0.0);
         assert_eq!(c.openai.max_tokens, 100);
-        assert_eq!(c.redis_url.as_ref().unwrap().expose_secret(), "redis://:pw@cache:6379");
+        assert_eq!(
+            c.redis_url.as_ref().unwrap().expose_secret(),
+            "redis://:pw@cache:6379"
+        );
         assert!(!c.is_embedded());
     }
 }

@@ -9,7 +9,11 @@ use secrecy::ExposeSecret;
 use palaver::{Application, Config, server, telemetry};
 
 #[derive(Parser)]
-#[command(name = "palaver", version, about = "Self-hosted AI conversation backend")]
+#[command(
+    name = "palaver",
+    version,
+    about = "Self-hosted AI conversation backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -43,7 +47,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
     telemetry::init_tracing(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config, started))
 }
 
@@ -80,7 +86,8 @@ async fn run(command: Command, mut config: Config, started: Instant) -> anyhow::
             tracing::info!("palaver worker stopped");
         }
         Command::Token { sub, ttl } => {
-            let ttl = palaver::auth::parse_ttl(&ttl).context("--ttl must look like 90s, 15m, 1h or 7d")?;
+            let ttl = palaver::auth::parse_ttl(&ttl)
+                .context("--ttl must look like 90s, 15m, 1h or 7d")?;
             server::resolve_jwt(&mut config)?;
             let secret = config
                 .jwt
@@ -99,7 +106,9 @@ async fn run(command: Command, mut config: Config, started: Instant) -> anyhow::
         Command::Check => {
             let providers = palaver::providers::Providers::from_config(&config)?;
             if providers.is_mock() {
-                println!("no provider key is configured: Palaver answers from its built-in mock provider");
+                println!(
+                    "no provider key is configured: Palaver answers from its built-in mock provider"
+                );
             }
             let mut failed = 0;
             for provider in providers.all() {

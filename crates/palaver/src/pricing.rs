@@ -30,7 +30,8 @@ impl PriceTable {
     pub fn load(override_file: Option<&str>) -> Result<PriceTable, PriceError> {
         let mut prices = parse(SHIPPED).map_err(|e| PriceError(format!("shipped table: {e}")))?;
         if let Some(path) = override_file {
-            let text = std::fs::read_to_string(path).map_err(|e| PriceError(format!("cannot read `{path}`: {e}")))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| PriceError(format!("cannot read `{path}`: {e}")))?;
             prices.extend(parse(&text).map_err(|e| PriceError(format!("`{path}`: {e}")))?);
         }
         Ok(PriceTable { prices })
@@ -43,12 +44,18 @@ impl PriceTable {
         if let Some(p) = self.prices.get(model) {
             return Some(*p);
         }
-        self.prices.iter().filter(|(name, _)| model.starts_with(name.as_str())).max_by_key(|(name, _)| name.len()).map(|(_, p)| *p)
+        self.prices
+            .iter()
+            .filter(|(name, _)| model.starts_with(name.as_str()))
+            .max_by_key(|(name, _)| name.len())
+            .map(|(_, p)| *p)
     }
 
     /// USD for the given usage; 0 for models without a price.
     pub fn cost(&self, model: &str, prompt_tokens: i64, completion_tokens: i64) -> f64 {
-        self.price(model).map_or(0.0, |p| (prompt_tokens as f64 * p.input + completion_tokens as f64 * p.output) / 1_000_000.0)
+        self.price(model).map_or(0.0, |p| {
+            (prompt_tokens as f64 * p.input + completion_tokens as f64 * p.output) / 1_000_000.0
+        })
     }
 }
 

@@ -14,7 +14,9 @@ use crate::config::{Config, ConfigError, DatabaseConfig};
 use crate::limits::{LimitError, LocalGcra, QuotaError, Quotas, Rate, RateLimiter, RedisGcra};
 use crate::pricing::{PriceError, PriceTable};
 use crate::providers::{ProviderError, Providers};
-use crate::service::{ActiveStreams, ChatDefaults, ChatService, ConversationService, EmbeddingService, UsageService};
+use crate::service::{
+    ActiveStreams, ChatDefaults, ChatService, ConversationService, EmbeddingService, UsageService,
+};
 use crate::state::AppState;
 use crate::store::{PgStore, SqliteStore, Store, StoreError};
 
@@ -47,7 +49,9 @@ pub enum StartupError {
 pub async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     let store: Arc<dyn Store> = match &config.database {
         DatabaseConfig::Sqlite { url } => Arc::new(SqliteStore::connect(url).await?),
-        DatabaseConfig::Postgres { url } => Arc::new(PgStore::connect(url).await?),
+        DatabaseConfig::Postgres { url } => {
+            Arc::new(PgStore::connect_with(url, config.database_pool_size).await?)
+        }
     };
     store.migrate().await?;
     Ok(store)
@@ -73,7 +77,12 @@ pub fn embedded_jwt_secret(data_dir: &Path) -> Result<(SecretString, bool), std:
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())
 }
 
@@ -112,11 +121,34 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
     let verifier = JwtVerifier::from_config(&config.jwt).await?;
     let providers = Arc::new(Providers::from_config(&config)?);
     let prices = Arc::new(PriceTable::load(config.prices_file.as_deref())?);
-    let redis_url = config.redis_url.as_ref().map(|u| u.expose_secret().to_owned());
-    let limiter = Arc::new(rate_limiter(redis_url.as_deref(), Rate::per_minute(config.rate_limit_per_minute), "palaver:rl:user:").await?);
-    let auth_failures =
-        Arc::new(rate_limiter(redis_url.as_deref(), Rate::per_minute(config.auth_failures_per_minute), "palaver:rl:ip:").await?);
-    let quotas = Arc::new(Quotas::new(config.quota_tokens_per_day, store.clone(), redis_url.as_deref()).await?);
+    let redis_url = config
+        .redis_url
+        .as_ref()
+        .map(|u| u.expose_secret().to_owned());
+    let limiter = Arc::new(
+        rate_limiter(
+            redis_url.as_deref(),
+            Rate::per_minute(config.rate_limit_per_minute),
+            "palaver:rl:user:",
+        )
+        .await?,
+    );
+    let auth_failures = Arc::new(
+        rate_limiter(
+            redis_url.as_deref(),
+            Rate::per_minute(config.auth_failures_per_minute),
+            "palaver:rl:ip:",
+        )
+        .await?,
+    );
+    let quotas = Arc::new(
+        Quotas::new(
+            config.quota_tokens_per_day,
+            store.clone(),
+            redis_url.as_deref(),
+        )
+        .await?,
+    );
     announce_providers(&providers);
     for warning in config.key_warnings() {
         tracing::warn!("{warning}");
@@ -130,13 +162,23 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         temperature: config.openai.temperature,
     };
     // [jobs] the job queue and the parts of the chat pipeline its workers build on.
-    let jobs_chat =
-        crate::jobs::ChatParts { store: store.clone(), providers: providers.clone(), prices: prices.clone(), defaults: defaults.clone() };
+    let jobs_chat = crate::jobs::ChatParts {
+        store: store.clone(),
+        providers: providers.clone(),
+        prices: prices.clone(),
+        defaults: defaults.clone(),
+    };
     let jobs = crate::jobs::Jobs::connect(&config, jobs_chat).await?;
     Ok(AppState {
         jobs,
         conversations: ConversationService::new(store.clone()),
-        chat: ChatService::new(store.clone(), providers.clone(), prices.clone(), quotas.clone(), defaults),
+        chat: ChatService::new(
+            store.clone(),
+            providers.clone(),
+            prices.clone(),
+            quotas.clone(),
+            defaults,
+        ),
         embeddings: EmbeddingService::new(store.clone(), providers, prices, quotas.clone()),
         usage: UsageService::new(store.clone()),
         config: Arc::new(config),
@@ -152,7 +194,11 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
     })
 }
 
-async fn rate_limiter(redis_url: Option<&str>, rate: Rate, prefix: &str) -> Result<RateLimiter, StartupError> {
+async fn rate_limiter(
+    redis_url: Option<&str>,
+    rate: Rate,
+    prefix: &str,
+) -> Result<RateLimiter, StartupError> {
     Ok(match redis_url {
         None => RateLimiter::Local(LocalGcra::new(rate)),
         Some(url) => RateLimiter::Redis(RedisGcra::connect(url, rate, prefix).await?),
@@ -161,11 +207,21 @@ async fn rate_limiter(redis_url: Option<&str>, rate: Rate, prefix: &str) -> Resu
 
 fn announce_providers(providers: &Providers) {
     if providers.is_mock() {
-        tracing::warn!("**************************************************************************");
-        tracing::warn!("* NO PROVIDER KEY IS CONFIGURED: answering from the built-in MOCK provider *");
-        tracing::warn!("* Replies are canned text. Set OPENAI_API_KEY, ANTHROPIC_API_KEY,          *");
-        tracing::warn!("* GEMINI_API_KEY or OPENAI_BASE_URL to talk to a real model.               *");
-        tracing::warn!("**************************************************************************");
+        tracing::warn!(
+            "**************************************************************************"
+        );
+        tracing::warn!(
+            "* NO PROVIDER KEY IS CONFIGURED: answering from the built-in MOCK provider *"
+        );
+        tracing::warn!(
+            "* Replies are canned text. Set OPENAI_API_KEY, ANTHROPIC_API_KEY,          *"
+        );
+        tracing::warn!(
+            "* GEMINI_API_KEY or OPENAI_BASE_URL to talk to a real model.               *"
+        );
+        tracing::warn!(
+            "**************************************************************************"
+        );
     } else {
         let names: Vec<&str> = providers.all().map(|p| p.name()).collect();
         tracing::info!(providers = ?names, "providers configured");
@@ -186,10 +242,17 @@ impl Application {
         Application::with_listener(config, listener).await
     }
 
-    pub async fn with_listener(config: Config, listener: TcpListener) -> Result<Application, StartupError> {
+    pub async fn with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> Result<Application, StartupError> {
         let state = build_state(config).await?;
         let (router, _) = crate::api::router_with_gateway(state.clone()).await?;
-        Ok(Application { listener, router, state })
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -228,8 +291,12 @@ impl Application {
                 }
             }
         };
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal).into_future();
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, service)
+            .with_graceful_shutdown(signal)
+            .into_future();
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => result?,
@@ -243,7 +310,10 @@ impl Application {
         let tasks = &self.state.tasks;
         tasks.close();
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-            tracing::warn!(remaining = tasks.len(), "shutdown: background work did not finish in time");
+            tracing::warn!(
+                remaining = tasks.len(),
+                "shutdown: background work did not finish in time"
+            );
         }
         Ok(())
     }

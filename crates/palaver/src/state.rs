@@ -8,7 +8,9 @@ use crate::auth::{JwtVerifier, KnownUsers};
 use crate::config::Config;
 use crate::gateway::BroadcasterSlot;
 use crate::limits::{Quotas, RateLimiter};
-use crate::service::{ActiveStreams, ChatService, ConversationService, EmbeddingService, UsageService};
+use crate::service::{
+    ActiveStreams, ChatService, ConversationService, EmbeddingService, UsageService,
+};
 use crate::store::Store;
 
 #[derive(Clone)]

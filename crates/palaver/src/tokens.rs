@@ -33,7 +33,11 @@ pub fn count_text(model: &str, text: &str) -> usize {
 /// Tokens a chat prompt costs: the messages plus OpenAI's per-message framing.
 pub fn count_messages(model: &str, messages: &[ChatMessage]) -> usize {
     let bpe = bpe_for(model);
-    messages.iter().map(|m| PER_MESSAGE + 1 + bpe.encode_ordinary(&m.content).len()).sum::<usize>() + REPLY_PRIMING
+    messages
+        .iter()
+        .map(|m| PER_MESSAGE + 1 + bpe.encode_ordinary(&m.content).len())
+        .sum::<usize>()
+        + REPLY_PRIMING
 }
 
 /// Framing cost of one stored message whose content costs `content_tokens`.
@@ -83,8 +87,14 @@ mod tests {
     #[test]
     fn message_framing_is_counted() {
         let messages = vec![
-            ChatMessage { role: ChatRole::System, content: "hello world".into() },
-            ChatMessage { role: ChatRole::User, content: "hello world".into() },
+            ChatMessage {
+                role: ChatRole::System,
+                content: "hello world".into(),
+            },
+            ChatMessage {
+                role: ChatRole::User,
+                content: "hello world".into(),
+            },
         ];
         assert_eq!(count_messages("gpt-4", &messages), 2 * (4 + 2) + 3);
     }

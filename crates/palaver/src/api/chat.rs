@@ -57,7 +57,11 @@ pub struct ChatRequest {
 }
 
 fn not_blank(value: &str, _: &()) -> garde::Result {
-    if value.trim().is_empty() { Err(garde::Error::new("must not be blank")) } else { Ok(()) }
+    if value.trim().is_empty() {
+        Err(garde::Error::new("must not be blank"))
+    } else {
+        Ok(())
+    }
 }
 
 impl ChatRequest {
@@ -125,13 +129,21 @@ impl From<&ChatOutcome> for ChatResponse {
         (status = 409, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 502, body = ErrorBody), (status = 504, body = ErrorBody),
     ))]
-async fn chat(State(state): State<AppState>, user: AuthUser, ApiJson(body): ApiJson<ChatRequest>) -> Result<Response, ApiError> {
+async fn chat(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
     let streaming = body.stream.unwrap_or(false);
     let input = body.into_input();
     if streaming {
         return stream_chat(state, user, input).await;
     }
-    let outcome = state.chat.chat(&user.id, input, ChatMode::Plain).await.map_err(|f| ApiError::from(f.error))?;
+    let outcome = state
+        .chat
+        .chat(&user.id, input, ChatMode::Plain)
+        .await
+        .map_err(|f| ApiError::from(f.error))?;
     Ok(Json(ChatResponse::from(&outcome)).into_response())
 }
 
@@ -141,9 +153,23 @@ struct ChannelSink(mpsc::UnboundedSender<Event>);
 impl ChatSink for ChannelSink {
     fn emit(&self, event: ChatEvent<'_>) {
         let event = match event {
-            ChatEvent::Chunk { conversation_id, message_id, index, content } => {
-                let chunk = events::Chunk { content, is_complete: false, conversation_id, message_id, index };
-                Event::default().event(events::MESSAGE).json_data(&chunk).unwrap_or_default()
+            ChatEvent::Chunk {
+                conversation_id,
+                message_id,
+                index,
+                content,
+            } => {
+                let chunk = events::Chunk {
+                    content,
+                    is_complete: false,
+                    conversation_id,
+                    message_id,
+                    index,
+                };
+                Event::default()
+                    .event(events::MESSAGE)
+                    .json_data(&chunk)
+                    .unwrap_or_default()
             }
             other => {
                 let (name, payload) = events::event(&other);
@@ -161,9 +187,20 @@ fn sse_event(name: &str, payload: &serde_json::Value) -> Event {
 /// Runs the exchange in its own task, so a client that goes away does not lose the reply:
 /// with `STREAM_ON_DISCONNECT=finish` it is generated to the end and stored, with `stop`
 /// the upstream call is cancelled and the partial reply stored.
-async fn stream_chat(state: AppState, user: AuthUser, input: ChatInput) -> Result<Response, ApiError> {
-    let prepared = state.chat.prepare(&user.id, &input).await.map_err(|f| ApiError::from(f.error))?;
-    let claim = state.streams.claim(prepared.conversation.id, &user.id).ok_or(ApiError::from(ServiceError::Busy))?;
+async fn stream_chat(
+    state: AppState,
+    user: AuthUser,
+    input: ChatInput,
+) -> Result<Response, ApiError> {
+    let prepared = state
+        .chat
+        .prepare(&user.id, &input)
+        .await
+        .map_err(|f| ApiError::from(f.error))?;
+    let claim = state
+        .streams
+        .claim(prepared.conversation.id, &user.id)
+        .ok_or(ApiError::from(ServiceError::Busy))?;
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
     let chat = state.chat.clone();
     let policy = state.config.stream_on_disconnect;
@@ -182,7 +219,17 @@ async fn stream_chat(state: AppState, user: AuthUser, input: ChatInput) -> Resul
         };
         tokio::spawn(watcher);
         let sink = ChannelSink(tx.clone());
-        let result = chat.run(&user.id, prepared, input, ChatMode::Stream { sink: &sink, cancel }).await;
+        let result = chat
+            .run(
+                &user.id,
+                prepared,
+                input,
+                ChatMode::Stream {
+                    sink: &sink,
+                    cancel,
+                },
+            )
+            .await;
         done.cancel();
         let (name, payload) = match result {
             Ok(outcome) => events::finished(&outcome),
@@ -191,6 +238,14 @@ async fn stream_chat(state: AppState, user: AuthUser, input: ChatInput) -> Resul
         let _ = tx.send(sse_event(name, &payload));
         drop(claim);
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")).into_response())
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("keep-alive"),
+        )
+        .into_response())
 }

@@ -1,12 +1,14 @@
 //! Conversation CRUD: thin handlers over `ConversationService`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::dto::{ConversationPage, ConversationWithMessages, CreateConversationRequest, ListQuery};
+use super::dto::{
+    ConversationPage, ConversationWithMessages, CreateConversationRequest, ListQuery,
+};
 use super::extract::{ApiJson, ApiQuery, IdPath};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
@@ -50,7 +52,10 @@ async fn list_conversations(
     user: AuthUser,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationPage>, ApiError> {
-    let page = state.conversations.list(&user.id, query.page.unwrap_or(1), query.limit.unwrap_or(20)).await?;
+    let page = state
+        .conversations
+        .list(&user.id, query.page.unwrap_or(1), query.limit.unwrap_or(20))
+        .await?;
     Ok(Json(page.into()))
 }
 
@@ -74,7 +79,11 @@ async fn get_conversation(
 #[utoipa::path(delete, path = "/ai/conversations/{id}", tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_conversation(State(state): State<AppState>, user: AuthUser, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+async fn delete_conversation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, ApiError> {
     state.conversations.delete(&user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -39,13 +39,30 @@ pub fn router(openapi_json: String) -> Router<AppState> {
         .route("/api-docs/", get(move || async move { Html(index_slash) }))
         .route(
             "/api-docs/openapi.json",
-            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }),
+            get(
+                move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) },
+            ),
         )
-        .route("/api-docs/swagger-ui-bundle.js", get(|| asset("text/javascript; charset=utf-8", BUNDLE)))
-        .route("/api-docs/swagger-ui.css", get(|| asset("text/css; charset=utf-8", CSS)))
-        .route("/api-docs/favicon-32x32.png", get(|| asset("image/png", FAVICON)))
+        .route(
+            "/api-docs/swagger-ui-bundle.js",
+            get(|| asset("text/javascript; charset=utf-8", BUNDLE)),
+        )
+        .route(
+            "/api-docs/swagger-ui.css",
+            get(|| asset("text/css; charset=utf-8", CSS)),
+        )
+        .route(
+            "/api-docs/favicon-32x32.png",
+            get(|| asset("image/png", FAVICON)),
+        )
 }
 
 async fn asset(content_type: &'static str, bytes: &'static [u8]) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=86400")], bytes)
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        bytes,
+    )
 }

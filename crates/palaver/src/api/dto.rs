@@ -155,7 +155,15 @@ pub struct ConversationPage {
 
 impl From<Page<store::Conversation>> for ConversationPage {
     fn from(page: Page<store::Conversation>) -> Self {
-        let meta = PageMeta { total: page.total, page: page.page, limit: page.limit, total_pages: page.total_pages() };
-        ConversationPage { data: page.items.into_iter().map(Into::into).collect(), meta }
+        let meta = PageMeta {
+            total: page.total,
+            page: page.page,
+            limit: page.limit,
+            total_pages: page.total_pages(),
+        };
+        ConversationPage {
+            data: page.items.into_iter().map(Into::into).collect(),
+            meta,
+        }
     }
 }

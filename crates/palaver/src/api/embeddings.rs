@@ -48,8 +48,13 @@ fn valid_input(input: &Option<EmbeddingInput>, _: &()) -> garde::Result {
     if texts.is_empty() || texts.len() > 256 {
         return Err(garde::Error::new("must hold 1 to 256 texts"));
     }
-    if texts.iter().any(|t| t.is_empty() || t.chars().count() > 100_000) {
-        return Err(garde::Error::new("each text must have 1 to 100000 characters"));
+    if texts
+        .iter()
+        .any(|t| t.is_empty() || t.chars().count() > 100_000)
+    {
+        return Err(garde::Error::new(
+            "each text must have 1 to 100000 characters",
+        ));
     }
     Ok(())
 }
@@ -95,9 +100,17 @@ async fn embeddings(
 ) -> Result<Response, ApiError> {
     match (body.text, body.input) {
         (Some(text), None) => {
-            let out = state.embeddings.embed(&user.id, body.model, vec![text]).await?;
+            let out = state
+                .embeddings
+                .embed(&user.id, body.model, vec![text])
+                .await?;
             let embedding = out.vectors.into_iter().next().unwrap_or_default();
-            Ok(Json(SingleEmbeddingResponse { embedding, model: out.model, tokens: out.prompt_tokens }).into_response())
+            Ok(Json(SingleEmbeddingResponse {
+                embedding,
+                model: out.model,
+                tokens: out.prompt_tokens,
+            })
+            .into_response())
         }
         (None, Some(input)) => {
             let texts = match input {
@@ -105,11 +118,30 @@ async fn embeddings(
                 EmbeddingInput::Many(v) => v,
             };
             let out = state.embeddings.embed(&user.id, body.model, texts).await?;
-            let data = out.vectors.into_iter().enumerate().map(|(index, embedding)| EmbeddingItem { index, embedding }).collect();
-            let usage = EmbeddingUsage { prompt_tokens: out.prompt_tokens, total_tokens: out.prompt_tokens };
-            Ok(Json(BatchEmbeddingResponse { model: out.model, data, usage }).into_response())
+            let data = out
+                .vectors
+                .into_iter()
+                .enumerate()
+                .map(|(index, embedding)| EmbeddingItem { index, embedding })
+                .collect();
+            let usage = EmbeddingUsage {
+                prompt_tokens: out.prompt_tokens,
+                total_tokens: out.prompt_tokens,
+            };
+            Ok(Json(BatchEmbeddingResponse {
+                model: out.model,
+                data,
+                usage,
+            })
+            .into_response())
         }
-        (Some(_), Some(_)) => Err(ApiError::validation("input", "give either `text` or `input`, not both")),
-        (None, None) => Err(ApiError::validation("text", "`text` or `input` is required")),
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            "input",
+            "give either `text` or `input`, not both",
+        )),
+        (None, None) => Err(ApiError::validation(
+            "text",
+            "`text` or `input` is required",
+        )),
     }
 }

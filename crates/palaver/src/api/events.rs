@@ -17,14 +17,20 @@ pub const STOPPED: &str = "chat:stopped";
 /// The name and payload of a pipeline event.
 pub fn event(event: &ChatEvent<'_>) -> (&'static str, Value) {
     match event {
-        ChatEvent::ConversationCreated(c) => {
-            (CONVERSATION, json!({"conversationId": c.id, "conversation": Conversation::from((*c).clone())}))
-        }
+        ChatEvent::ConversationCreated(c) => (
+            CONVERSATION,
+            json!({"conversationId": c.id, "conversation": Conversation::from((*c).clone())}),
+        ),
         ChatEvent::UserMessage(m) => (
             USER_MESSAGE,
             json!({"messageId": m.id, "content": m.content, "conversationId": m.conversation_id, "createdAt": rfc3339(&m.created_at)}),
         ),
-        ChatEvent::Chunk { conversation_id, message_id, index, content } => (
+        ChatEvent::Chunk {
+            conversation_id,
+            message_id,
+            index,
+            content,
+        } => (
             MESSAGE,
             json!({"content": content, "isComplete": false, "conversationId": conversation_id, "messageId": message_id, "index": index}),
         ),

@@ -20,7 +20,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(0);
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(0);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }
@@ -41,7 +45,10 @@ pub struct BodyLimit(pub usize);
 /// Parses JSON, reporting the path of the field that has the wrong type.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::validation("body", "Request body must be a JSON object"));
+        return Err(ApiError::validation(
+            "body",
+            "Request body must be a JSON object",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|err| {
@@ -59,7 +66,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// The field a deserialization error is about: a missing field is reported under its own
 /// name (`message`), not its parent's (`body`).
 fn field_of(path: &str, message: &str) -> String {
-    let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
     match (path, missing) {
         (".", Some(name)) => name.to_owned(),
         (".", None) => "body".to_owned(),
@@ -74,7 +83,10 @@ where
     T: DeserializeOwned + garde::Validate<Context = ()>,
 {
     if !value.is_object() {
-        return Err(ApiError::validation("body", "payload must be a JSON object"));
+        return Err(ApiError::validation(
+            "body",
+            "payload must be a JSON object",
+        ));
     }
     let parsed: T = serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
@@ -113,7 +125,10 @@ pub fn validate<T: garde::Validate<Context = ()>>(value: &T) -> Result<(), ApiEr
         ApiError::Validation(
             report
                 .iter()
-                .map(|(path, error)| FieldError { field: camel_path(&path.to_string()), message: error.to_string() })
+                .map(|(path, error)| FieldError {
+                    field: camel_path(&path.to_string()),
+                    message: error.to_string(),
+                })
                 .collect(),
         )
     })
@@ -132,7 +147,11 @@ fn camel_path(path: &str) -> String {
             out.push(c);
         }
     }
-    if out.is_empty() { "body".to_owned() } else { out }
+    if out.is_empty() {
+        "body".to_owned()
+    } else {
+        out
+    }
 }
 
 /// serde_json appends " at line 1 column 20": useless to an API client once the field is named.
@@ -150,10 +169,13 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::validation("id", "must be a UUID"))?;
-        uuid::Uuid::parse_str(&raw).map(IdPath).map_err(|_| ApiError::validation("id", "must be a UUID"))
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::validation("id", "must be a UUID"))?;
+        uuid::Uuid::parse_str(&raw)
+            .map(IdPath)
+            .map_err(|_| ApiError::validation("id", "must be a UUID"))
     }
 }
 
@@ -178,7 +200,9 @@ mod tests {
     #[test]
     fn wrong_type_names_the_field() {
         let err = parse_json::<Body>(br#"{"maxTokens": "many"}"#).unwrap_err();
-        let ApiError::Validation(errors) = err else { panic!("not a validation error") };
+        let ApiError::Validation(errors) = err else {
+            panic!("not a validation error")
+        };
         assert_eq!(errors[0].field, "maxTokens");
         assert!(!errors[0].message.contains("line"));
     }
@@ -186,7 +210,9 @@ mod tests {
     #[test]
     fn malformed_json_is_a_body_error() {
         let err = parse_json::<Body>(br#"{"maxTokens": "#).unwrap_err();
-        let ApiError::Validation(errors) = err else { panic!("not a validation error") };
+        let ApiError::Validation(errors) = err else {
+            panic!("not a validation error")
+        };
         assert_eq!(errors[0].field, "body");
         assert!(errors[0].message.starts_with("Malformed JSON"));
     }
@@ -194,7 +220,9 @@ mod tests {
     #[test]
     fn garde_errors_are_camel_case() {
         let body = parse_json::<Body>(br#"{"maxTokens": 11}"#).unwrap();
-        let ApiError::Validation(errors) = validate(&body).unwrap_err() else { panic!() };
+        let ApiError::Validation(errors) = validate(&body).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(errors[0].field, "maxTokens");
     }
 }

@@ -21,8 +21,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::require_auth;
 use crate::config::Config;
-use crate::gateway::{self, Broadcaster, GatewayError};
 use crate::error::ApiError;
+use crate::gateway::{self, Broadcaster, GatewayError};
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -49,18 +49,31 @@ impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".to_owned());
-        openapi.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
 
 /// Routes that need a bearer token and cost money: they count against the rate limit.
 fn metered() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().nest("/api/v1", chat::router().merge(embeddings::router()).merge(crate::jobs::api::metered_router()))
+    OpenApiRouter::new().nest(
+        "/api/v1",
+        chat::router()
+            .merge(embeddings::router())
+            .merge(crate::jobs::api::metered_router()),
+    )
 }
 
 /// Routes that need a bearer token (the rest of `/api/v1`).
 fn protected() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().nest("/api/v1", conversations::router().merge(usage::router()).merge(crate::jobs::api::router()))
+    OpenApiRouter::new().nest(
+        "/api/v1",
+        conversations::router()
+            .merge(usage::router())
+            .merge(crate::jobs::api::router()),
+    )
 }
 
 /// Routes open to everyone.
@@ -95,7 +108,9 @@ fn routes(state: AppState) -> Router {
     let (metered, _) = metered().split_for_parts();
     let metered = metered.route_layer(from_fn_with_state(state.clone(), crate::limits::rate_limit));
     let (protected, _) = protected().split_for_parts();
-    let protected = protected.merge(metered).route_layer(from_fn_with_state(state.clone(), require_auth));
+    let protected = protected
+        .merge(metered)
+        .route_layer(from_fn_with_state(state.clone(), require_auth));
     let (public, _) = public().split_for_parts();
     let openapi_json = openapi().to_json().unwrap_or_else(|_| "{}".to_owned());
     Router::new()
@@ -130,5 +145,9 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
         .expose_headers([REQUEST_ID, header::RETRY_AFTER]);
-    if origins.iter().any(|o| o == "*") { layer } else { layer.allow_credentials(true) }
+    if origins.iter().any(|o| o == "*") {
+        layer
+    } else {
+        layer.allow_credentials(true)
+    }
 }

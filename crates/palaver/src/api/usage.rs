@@ -55,7 +55,10 @@ pub struct UsageStats {
 /// The caller's usage statistics.
 #[utoipa::path(get, path = "/ai/usage", tag = "usage",
     responses((status = 200, body = UsageStats), (status = 401, body = ErrorBody)))]
-async fn usage(State(state): State<AppState>, user: AuthUser) -> Result<Json<UsageStats>, ApiError> {
+async fn usage(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<UsageStats>, ApiError> {
     let t = state.usage.totals(&user.id).await?;
     Ok(Json(UsageStats {
         total_tokens: t.total_tokens,
@@ -80,7 +83,11 @@ async fn usage(State(state): State<AppState>, user: AuthUser) -> Result<Json<Usa
         limits: Limits {
             rate_limit_per_minute: state.config.rate_limit_per_minute,
             token_quota: state.quotas.limit(),
-            tokens_remaining: state.quotas.remaining(&user.id).await.map_err(ApiError::internal)?,
+            tokens_remaining: state
+                .quotas
+                .remaining(&user.id)
+                .await
+                .map_err(ApiError::internal)?,
         },
     }))
 }

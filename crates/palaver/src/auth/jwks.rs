@@ -23,10 +23,16 @@ pub(super) struct JwksCache {
 impl JwksCache {
     pub(super) async fn load(source: &str) -> Result<JwksCache, AuthConfigError> {
         let keys = fetch(source).await?;
-        Ok(JwksCache { source: source.to_owned(), state: RwLock::new((keys, Instant::now())) })
+        Ok(JwksCache {
+            source: source.to_owned(),
+            state: RwLock::new((keys, Instant::now())),
+        })
     }
 
-    pub(super) async fn key_for(&self, kid: Option<&str>) -> Result<(DecodingKey, Algorithm), AuthError> {
+    pub(super) async fn key_for(
+        &self,
+        kid: Option<&str>,
+    ) -> Result<(DecodingKey, Algorithm), AuthError> {
         if let Some(found) = lookup(&self.state.read().await.0, kid) {
             return Ok(found);
         }
@@ -62,23 +68,32 @@ async fn fetch(source: &str) -> Result<KeyMap, AuthConfigError> {
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| AuthConfigError::Jwks(format!("cannot fetch: {e}")))?;
-        response.text().await.map_err(|e| AuthConfigError::Jwks(format!("cannot read: {e}")))?
+        response
+            .text()
+            .await
+            .map_err(|e| AuthConfigError::Jwks(format!("cannot read: {e}")))?
     } else {
         let path = source.strip_prefix("file://").unwrap_or(source);
-        std::fs::read_to_string(path).map_err(|e| AuthConfigError::Jwks(format!("cannot read `{path}`: {e}")))?
+        std::fs::read_to_string(path)
+            .map_err(|e| AuthConfigError::Jwks(format!("cannot read `{path}`: {e}")))?
     };
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| AuthConfigError::Jwks(format!("not a JWKS: {e}")))?;
+    let set: JwkSet = serde_json::from_str(&text)
+        .map_err(|e| AuthConfigError::Jwks(format!("not a JWKS: {e}")))?;
     let mut keys = KeyMap::new();
     for jwk in &set.keys {
         match key_of(jwk) {
             Some(entry) => {
                 keys.insert(jwk.common.key_id.clone(), entry);
             }
-            None => tracing::warn!(kid = ?jwk.common.key_id, "skipping a JWKS key that is not RSA or EC P-256"),
+            None => {
+                tracing::warn!(kid = ?jwk.common.key_id, "skipping a JWKS key that is not RSA or EC P-256")
+            }
         }
     }
     if keys.is_empty() {
-        return Err(AuthConfigError::Jwks("the set holds no usable RSA or EC key".into()));
+        return Err(AuthConfigError::Jwks(
+            "the set holds no usable RSA or EC key".into(),
+        ));
     }
     Ok(keys)
 }
@@ -94,7 +109,10 @@ fn key_of(jwk: &Jwk) -> Option<(DecodingKey, Algorithm)> {
         Some(alg) => Algorithm::from_str(&alg.to_string()).ok()?,
         None => default,
     };
-    if matches!(algorithm, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+    if matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    ) {
         return None;
     }
     Some((DecodingKey::from_jwk(jwk).ok()?, algorithm))

@@ -34,22 +34,44 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
 /// Verifies the bearer token, creates the user row on first sight and attaches [`AuthUser`].
 /// Failed attempts are counted per client IP; past the limit the IP gets 429 instead of
 /// 401, before any verification, so token guessing is throttled.
-pub async fn require_auth(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_auth(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let ip = client_ip(&request, state.config.trust_forwarded_for);
-    let blocked = state.auth_failures.peek(&ip).await.map_err(ApiError::internal)?;
+    let blocked = state
+        .auth_failures
+        .peek(&ip)
+        .await
+        .map_err(ApiError::internal)?;
     if !blocked.allowed {
-        return Err(ApiError::RateLimited { retry_after_secs: blocked.retry_after_secs() });
+        return Err(ApiError::RateLimited {
+            retry_after_secs: blocked.retry_after_secs(),
+        });
     }
-    let token = bearer(request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    let token = bearer(
+        request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
     let verified = match token {
-        Some(token) => state.verifier.verify(token).await.map_err(|e| e.to_string()),
+        Some(token) => state
+            .verifier
+            .verify(token)
+            .await
+            .map_err(|e| e.to_string()),
         None => Err("Missing bearer token".to_owned()),
     };
     let claims = match verified {
         Ok(claims) => claims,
         Err(message) => return Err(auth_failed(&state, &ip, message).await),
     };
-    state.known_users.ensure(state.store.as_ref(), &claims.sub).await?;
+    state
+        .known_users
+        .ensure(state.store.as_ref(), &claims.sub)
+        .await?;
     request.extensions_mut().insert(AuthUser { id: claims.sub });
     Ok(next.run(request).await)
 }
@@ -57,7 +79,9 @@ pub async fn require_auth(State(state): State<AppState>, mut request: Request, n
 /// Counts a failed authentication for `ip`: 401, or 429 once the IP is over its limit.
 pub async fn auth_failed(state: &AppState, ip: &str, message: String) -> ApiError {
     match state.auth_failures.check(ip).await {
-        Ok(decision) if !decision.allowed => ApiError::RateLimited { retry_after_secs: decision.retry_after_secs() },
+        Ok(decision) if !decision.allowed => ApiError::RateLimited {
+            retry_after_secs: decision.retry_after_secs(),
+        },
         _ => ApiError::Unauthorized(message),
     }
 }
@@ -103,7 +127,12 @@ const KNOWN_USERS_CAP: usize = 100_000;
 
 impl KnownUsers {
     pub async fn ensure(&self, store: &dyn Store, user_id: &str) -> Result<(), ApiError> {
-        if self.0.lock().map(|set| set.contains(user_id)).unwrap_or(false) {
+        if self
+            .0
+            .lock()
+            .map(|set| set.contains(user_id))
+            .unwrap_or(false)
+        {
             return Ok(());
         }
         store.ensure_user(user_id, store::now()).await?;

@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use crate::config::JwtConfig;
 
-pub use middleware::{AuthUser, KnownUsers, auth_failed, bearer, client_ip, client_ip_of, require_auth};
+pub use middleware::{
+    AuthUser, KnownUsers, auth_failed, bearer, client_ip, client_ip_of, require_auth,
+};
 pub use token::{mint_hs256, parse_ttl};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +55,10 @@ pub struct Claims {
 }
 
 enum Keys {
-    Static { key: DecodingKey, algorithm: Algorithm },
+    Static {
+        key: DecodingKey,
+        algorithm: Algorithm,
+    },
     Jwks(jwks::JwksCache),
 }
 
@@ -111,7 +116,8 @@ impl JwtVerifier {
         }
         let mut validation = self.base.clone();
         validation.algorithms = vec![algorithm];
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(map_jwt_error)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(map_jwt_error)?;
         if data.claims.sub.trim().is_empty() {
             return Err(AuthError::BadClaims);
         }
@@ -126,7 +132,9 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         ErrorKind::InvalidSignature => AuthError::BadSignature,
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::BadAlgorithm,
-        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience | ErrorKind::InvalidSubject => AuthError::BadClaims,
+        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience | ErrorKind::InvalidSubject => {
+            AuthError::BadClaims
+        }
         ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
         _ => AuthError::Malformed,
     }
@@ -146,5 +154,7 @@ fn pem_key(value: &str) -> Result<(DecodingKey, Algorithm), AuthConfigError> {
     if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
         return Ok((key, Algorithm::ES256));
     }
-    Err(AuthConfigError::PublicKey("not an RSA or EC (P-256) public key in PEM form".into()))
+    Err(AuthConfigError::PublicKey(
+        "not an RSA or EC (P-256) public key in PEM form".into(),
+    ))
 }

@@ -25,8 +25,18 @@ pub fn mint_hs256(
     audience: Option<&str>,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let now = chrono::Utc::now().timestamp();
-    let claims = MintClaims { sub, iat: now, exp: now + ttl.as_secs() as i64, iss: issuer, aud: audience };
-    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
+    let claims = MintClaims {
+        sub,
+        iat: now,
+        exp: now + ttl.as_secs() as i64,
+        iss: issuer,
+        aud: audience,
+    };
+    jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
 }
 
 /// Parses `90`, `90s`, `15m`, `1h` or `7d`.

@@ -30,24 +30,37 @@ pub async fn authenticate<A: Adapter>(
     State(state): State<AppState>,
 ) -> Result<(), Refused> {
     let parts = socket.req_parts();
-    let ip = client_ip_of(&parts.headers, &parts.extensions, state.config.trust_forwarded_for);
+    let ip = client_ip_of(
+        &parts.headers,
+        &parts.extensions,
+        state.config.trust_forwarded_for,
+    );
     if let Ok(blocked) = state.auth_failures.peek(&ip).await
         && !blocked.allowed
     {
-        return Err(Refused(format!("Too many failed attempts: retry in {} s", blocked.retry_after_secs())));
+        return Err(Refused(format!(
+            "Too many failed attempts: retry in {} s",
+            blocked.retry_after_secs()
+        )));
     }
-    let raw = auth.ok().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
+    let raw = auth
+        .ok()
+        .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
     let verified = match raw.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         None => Err("missing token (connect with auth: { token })".to_owned()),
-        Some(raw) => state.verifier.verify(bearer(Some(raw)).unwrap_or(raw)).await.map_err(|e| e.to_string()),
+        Some(raw) => state
+            .verifier
+            .verify(bearer(Some(raw)).unwrap_or(raw))
+            .await
+            .map_err(|e| e.to_string()),
     };
     let claims = match verified {
         Ok(claims) => claims,
         Err(message) => {
             return Err(match auth_failed(&state, &ip, message).await {
-                ApiError::RateLimited { retry_after_secs } => {
-                    Refused(format!("Too many failed attempts: retry in {retry_after_secs} s"))
-                }
+                ApiError::RateLimited { retry_after_secs } => Refused(format!(
+                    "Too many failed attempts: retry in {retry_after_secs} s"
+                )),
                 other => Refused(format!("Unauthorized: {}", other.public_message())),
             });
         }
@@ -100,8 +113,19 @@ struct SocketSink<A: Adapter>(SocketRef<A>);
 impl<A: Adapter> ChatSink for SocketSink<A> {
     fn emit(&self, event: ChatEvent<'_>) {
         let result = match event {
-            ChatEvent::Chunk { conversation_id, message_id, index, content } => {
-                let chunk = events::Chunk { content, is_complete: false, conversation_id, message_id, index };
+            ChatEvent::Chunk {
+                conversation_id,
+                message_id,
+                index,
+                content,
+            } => {
+                let chunk = events::Chunk {
+                    content,
+                    is_complete: false,
+                    conversation_id,
+                    message_id,
+                    index,
+                };
                 self.0.emit(events::MESSAGE, &chunk)
             }
             other => {
@@ -115,7 +139,12 @@ impl<A: Adapter> ChatSink for SocketSink<A> {
     }
 }
 
-fn refuse<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, error: ApiError, conversation_id: Option<Uuid>) {
+fn refuse<A: Adapter>(
+    socket: &SocketRef<A>,
+    ack: AckSender<A>,
+    error: ApiError,
+    conversation_id: Option<Uuid>,
+) {
     let _ = ack.send(&json!({"error": {"code": error.code(), "message": error.public_message()}}));
     let (name, payload) = events::error_payload(error, conversation_id);
     let _ = socket.emit(name, &payload);
@@ -131,7 +160,9 @@ async fn chat_start<A: Adapter>(
 ) {
     match state.limiter.check(&user.id).await {
         Ok(decision) if !decision.allowed => {
-            let error = ApiError::RateLimited { retry_after_secs: decision.retry_after_secs() };
+            let error = ApiError::RateLimited {
+                retry_after_secs: decision.retry_after_secs(),
+            };
             return refuse(&socket, ack, error, None);
         }
         Ok(_) => {}
@@ -151,14 +182,22 @@ async fn chat_start<A: Adapter>(
     };
     let conversation_id = prepared.conversation.id;
     let Some(claim) = state.streams.claim(conversation_id, &user.id) else {
-        return refuse(&socket, ack, ServiceError::Busy.into(), Some(conversation_id));
+        return refuse(
+            &socket,
+            ack,
+            ServiceError::Busy.into(),
+            Some(conversation_id),
+        );
     };
     let _ = ack.send(&json!({"conversationId": conversation_id}));
     mine.add(claim.cancel.clone());
     let chat = state.chat.clone();
     state.tasks.spawn(async move {
         let sink = SocketSink(socket.clone());
-        let mode = ChatMode::Stream { sink: &sink, cancel: claim.cancel.clone() };
+        let mode = ChatMode::Stream {
+            sink: &sink,
+            cancel: claim.cancel.clone(),
+        };
         let result = chat.run(&user.id, prepared, input, mode).await;
         let (name, payload) = match result {
             Ok(outcome) => events::finished(&outcome),
@@ -174,9 +213,11 @@ async fn chat_stop(
     State(state): State<AppState>,
     Extension(user): Extension<AuthUser>,
 ) {
-    let conversation_id = data
-        .ok()
-        .and_then(|d| d.get("conversationId").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()));
+    let conversation_id = data.ok().and_then(|d| {
+        d.get("conversationId")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+    });
     let stopped = state.streams.stop(&user.id, conversation_id);
     tracing::debug!(user = %user.id, stopped, "chat:stop");
 }

@@ -57,9 +57,18 @@ impl Broadcaster {
     }
 }
 
-async fn emit_room<A: Adapter>(io: &SocketIo<A>, room: String, event: &str, payload: &Value) -> Result<(), String> {
+async fn emit_room<A: Adapter>(
+    io: &SocketIo<A>,
+    room: String,
+    event: &str,
+    payload: &Value,
+) -> Result<(), String> {
     match io.of(NAMESPACE) {
-        Some(ns) => ns.to(room).emit(event, payload).await.map_err(|e| e.to_string()),
+        Some(ns) => ns
+            .to(room)
+            .emit(event, payload)
+            .await
+            .map_err(|e| e.to_string()),
         None => Err("namespace /ai is not registered".to_owned()),
     }
 }
@@ -68,20 +77,33 @@ async fn emit_room<A: Adapter>(io: &SocketIo<A>, room: String, event: &str, payl
 pub type BroadcasterSlot = Arc<OnceLock<Broadcaster>>;
 
 /// Adds the Socket.IO layer to the router and returns the broadcaster.
-pub async fn attach(router: Router, state: &AppState) -> Result<(Router, Broadcaster), GatewayError> {
-    let builder = SocketIo::builder().max_buffer_size(4096).with_state(state.clone());
+pub async fn attach(
+    router: Router,
+    state: &AppState,
+) -> Result<(Router, Broadcaster), GatewayError> {
+    let builder = SocketIo::builder()
+        .max_buffer_size(4096)
+        .with_state(state.clone());
     match &state.config.redis_url {
         None => {
             let (layer, io) = builder.build_layer();
-            io.ns(NAMESPACE, handlers::on_connect::<LocalAdapter>.with(handlers::authenticate::<LocalAdapter>));
+            io.ns(
+                NAMESPACE,
+                handlers::on_connect::<LocalAdapter>.with(handlers::authenticate::<LocalAdapter>),
+            );
             Ok((router.layer(layer), Broadcaster::Local(io)))
         }
         Some(url) => {
             use secrecy::ExposeSecret;
             let url = with_resp3(url.expose_secret());
-            let client = redis::Client::open(url).map_err(|e| GatewayError::Redis(e.to_string()))?;
-            let adapter = RedisAdapterCtr::new_with_redis(&client).await.map_err(|e| GatewayError::Redis(e.to_string()))?;
-            let (layer, io) = builder.with_adapter::<RedisAdapter<_>>(adapter).build_layer();
+            let client =
+                redis::Client::open(url).map_err(|e| GatewayError::Redis(e.to_string()))?;
+            let adapter = RedisAdapterCtr::new_with_redis(&client)
+                .await
+                .map_err(|e| GatewayError::Redis(e.to_string()))?;
+            let (layer, io) = builder
+                .with_adapter::<RedisAdapter<_>>(adapter)
+                .build_layer();
             io.ns(NAMESPACE, handlers::on_connect.with(handlers::authenticate))
                 .await
                 .map_err(|e| GatewayError::Redis(e.to_string()))?;

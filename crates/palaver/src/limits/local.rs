@@ -14,7 +14,11 @@ pub struct LocalGcra {
 
 impl LocalGcra {
     pub fn new(rate: Rate) -> LocalGcra {
-        LocalGcra { rate, epoch: Instant::now(), state: Mutex::new(HashMap::new()) }
+        LocalGcra {
+            rate,
+            epoch: Instant::now(),
+            state: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn rate(&self) -> Rate {

@@ -20,7 +20,10 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     let mut response = if decision.allowed {
         next.run(request).await
     } else {
-        ApiError::RateLimited { retry_after_secs: decision.retry_after_secs() }.into_response()
+        ApiError::RateLimited {
+            retry_after_secs: decision.retry_after_secs(),
+        }
+        .into_response()
     };
     decision.apply_headers(response.headers_mut(), state.limiter.rate().period);
     response

@@ -38,13 +38,28 @@ impl Decision {
     pub fn apply_headers(&self, headers: &mut HeaderMap, window: Duration) {
         let reset = self.reset_after.as_secs_f64().ceil() as u64;
         let pairs = [
-            (HeaderName::from_static("ratelimit-limit"), self.limit.to_string()),
-            (HeaderName::from_static("ratelimit-remaining"), self.remaining.to_string()),
-            (HeaderName::from_static("ratelimit-reset"), reset.to_string()),
-            (HeaderName::from_static("ratelimit-policy"), format!("{};w={}", self.limit, window.as_secs())),
+            (
+                HeaderName::from_static("ratelimit-limit"),
+                self.limit.to_string(),
+            ),
+            (
+                HeaderName::from_static("ratelimit-remaining"),
+                self.remaining.to_string(),
+            ),
+            (
+                HeaderName::from_static("ratelimit-reset"),
+                reset.to_string(),
+            ),
+            (
+                HeaderName::from_static("ratelimit-policy"),
+                format!("{};w={}", self.limit, window.as_secs()),
+            ),
             (
                 HeaderName::from_static("ratelimit"),
-                format!("limit={}, remaining={}, reset={reset}", self.limit, self.remaining),
+                format!(
+                    "limit={}, remaining={}, reset={reset}",
+                    self.limit, self.remaining
+                ),
             ),
         ];
         for (name, value) in pairs {
@@ -68,7 +83,10 @@ pub struct Rate {
 
 impl Rate {
     pub fn per_minute(limit: u32) -> Rate {
-        Rate { limit: limit.max(1), period: Duration::from_secs(60) }
+        Rate {
+            limit: limit.max(1),
+            period: Duration::from_secs(60),
+        }
     }
 
     /// The emission interval: one request's worth of time.

@@ -70,7 +70,11 @@ impl Drop for QuotaGuard {
                 let tokens = self.tokens;
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
                     handle.spawn(async move {
-                        let _: Result<i64, _> = redis::cmd("DECRBY").arg(key).arg(tokens).query_async(&mut conn).await;
+                        let _: Result<i64, _> = redis::cmd("DECRBY")
+                            .arg(key)
+                            .arg(tokens)
+                            .query_async(&mut conn)
+                            .await;
                     });
                 }
             }
@@ -93,15 +97,28 @@ fn secs_to_midnight() -> u64 {
 }
 
 impl Quotas {
-    pub async fn new(limit: Option<i64>, store: Arc<dyn Store>, redis_url: Option<&str>) -> Result<Quotas, QuotaError> {
+    pub async fn new(
+        limit: Option<i64>,
+        store: Arc<dyn Store>,
+        redis_url: Option<&str>,
+    ) -> Result<Quotas, QuotaError> {
         let reservations = match redis_url {
             None => Reservations::Local(Arc::default()),
             Some(url) => {
-                let client = redis::Client::open(url).map_err(|e| QuotaError::Backend(e.to_string()))?;
-                Reservations::Redis(ConnectionManager::new(client).await.map_err(|e| QuotaError::Backend(e.to_string()))?)
+                let client =
+                    redis::Client::open(url).map_err(|e| QuotaError::Backend(e.to_string()))?;
+                Reservations::Redis(
+                    ConnectionManager::new(client)
+                        .await
+                        .map_err(|e| QuotaError::Backend(e.to_string()))?,
+                )
             }
         };
-        Ok(Quotas { limit, store, reservations })
+        Ok(Quotas {
+            limit,
+            store,
+            reservations,
+        })
     }
 
     pub fn limit(&self) -> Option<i64> {
@@ -110,24 +127,35 @@ impl Quotas {
 
     /// Tokens left today (recorded usage only), when a quota is set.
     pub async fn remaining(&self, user: &str) -> Result<Option<i64>, QuotaError> {
-        let Some(limit) = self.limit else { return Ok(None) };
+        let Some(limit) = self.limit else {
+            return Ok(None);
+        };
         let used = self.used_today(user).await?;
         Ok(Some((limit - used).max(0)))
     }
 
     async fn used_today(&self, user: &str) -> Result<i64, QuotaError> {
-        self.store.tokens_used_since(user, start_of_day()).await.map_err(|e| QuotaError::Backend(e.to_string()))
+        self.store
+            .tokens_used_since(user, start_of_day())
+            .await
+            .map_err(|e| QuotaError::Backend(e.to_string()))
     }
 
     /// Admits a request that may spend up to `tokens` when the user's usage today plus the
     /// reservations in flight are still under the quota. `None` when no quota is set.
     pub async fn reserve(&self, user: &str, tokens: i64) -> Result<Option<QuotaGuard>, QuotaError> {
-        let Some(limit) = self.limit else { return Ok(None) };
+        let Some(limit) = self.limit else {
+            return Ok(None);
+        };
         let used = self.used_today(user).await?;
-        let exceeded = || QuotaError::Exceeded { retry_after_secs: secs_to_midnight() };
+        let exceeded = || QuotaError::Exceeded {
+            retry_after_secs: secs_to_midnight(),
+        };
         let handle = match &self.reservations {
             Reservations::Local(map) => {
-                let mut guard = map.lock().map_err(|_| QuotaError::Backend("poisoned".into()))?;
+                let mut guard = map
+                    .lock()
+                    .map_err(|_| QuotaError::Backend("poisoned".into()))?;
                 let inflight = guard.get(user).copied().unwrap_or(0);
                 if used + inflight >= limit {
                     return Err(exceeded());
@@ -151,6 +179,10 @@ impl Quotas {
                 ReservationHandle::Redis(conn.clone())
             }
         };
-        Ok(Some(QuotaGuard { user: user.to_owned(), tokens, reservations: handle }))
+        Ok(Some(QuotaGuard {
+            user: user.to_owned(),
+            tokens,
+            reservations: handle,
+        }))
     }
 }

@@ -34,8 +34,15 @@ pub struct RedisGcra {
 impl RedisGcra {
     pub async fn connect(url: &str, rate: Rate, prefix: &str) -> Result<RedisGcra, LimitError> {
         let client = redis::Client::open(url).map_err(|e| LimitError::Backend(e.to_string()))?;
-        let conn = ConnectionManager::new(client).await.map_err(|e| LimitError::Backend(e.to_string()))?;
-        Ok(RedisGcra { rate, prefix: prefix.to_owned(), conn, script: redis::Script::new(SCRIPT) })
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(|e| LimitError::Backend(e.to_string()))?;
+        Ok(RedisGcra {
+            rate,
+            prefix: prefix.to_owned(),
+            conn,
+            script: redis::Script::new(SCRIPT),
+        })
     }
 
     pub fn rate(&self) -> Rate {

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::{ChatCompletion, ChatRequest, ChatRole, ChatStream, EmbeddingRequest, Embeddings, ProviderError, StreamEvent};
+use super::{
+    ChatCompletion, ChatRequest, ChatRole, ChatStream, EmbeddingRequest, Embeddings, ProviderError,
+    StreamEvent,
+};
 
 pub const EMBEDDING_DIMS: usize = 1536;
 
@@ -22,7 +25,12 @@ impl Mock {
 
     /// The reply and its finish reason, at most `max_tokens` tokens.
     fn reply(request: &ChatRequest) -> (Vec<String>, &'static str) {
-        let last = request.messages.iter().rev().find(|m| m.role == ChatRole::User).map_or("", |m| m.content.as_str());
+        let last = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == ChatRole::User)
+            .map_or("", |m| m.content.as_str());
         let text = format!(
             "This is Palaver's built-in mock provider: no provider key is configured, so no real model answered. You said: {last}"
         );
@@ -42,7 +50,11 @@ impl Mock {
 
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatCompletion, ProviderError> {
         let (words, finish_reason) = Mock::reply(request);
-        Ok(ChatCompletion { content: words.concat(), finish_reason: finish_reason.to_owned(), usage: None })
+        Ok(ChatCompletion {
+            content: words.concat(),
+            finish_reason: finish_reason.to_owned(),
+            usage: None,
+        })
     }
 
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
@@ -55,13 +67,19 @@ impl Mock {
             Ok(StreamEvent::Delta(word))
         });
         let finish = futures::stream::once(async move {
-            Ok(StreamEvent::Finish { finish_reason: finish_reason.to_owned(), usage: None })
+            Ok(StreamEvent::Finish {
+                finish_reason: finish_reason.to_owned(),
+                usage: None,
+            })
         });
         Ok(Box::pin(deltas.chain(finish)))
     }
 
     pub async fn embed(&self, request: &EmbeddingRequest) -> Result<Embeddings, ProviderError> {
-        Ok(Embeddings { vectors: request.inputs.iter().map(|t| embedding(t)).collect(), prompt_tokens: None })
+        Ok(Embeddings {
+            vectors: request.inputs.iter().map(|t| embedding(t)).collect(),
+            prompt_tokens: None,
+        })
     }
 
     pub fn list_models(&self) -> Vec<String> {
@@ -84,7 +102,12 @@ fn embedding(text: &str) -> Vec<f32> {
             (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }
@@ -97,7 +120,10 @@ mod tests {
     fn request(text: &str, max_tokens: u32) -> ChatRequest {
         ChatRequest {
             model: "mock".into(),
-            messages: vec![ChatMessage { role: ChatRole::User, content: text.into() }],
+            messages: vec![ChatMessage {
+                role: ChatRole::User,
+                content: text.into(),
+            }],
             max_tokens,
             temperature: 0.0,
         }
@@ -108,19 +134,32 @@ mod tests {
         let mock = Mock::new(Duration::ZERO);
         let plain = mock.chat(&request("hello there", 100)).await.unwrap();
         assert!(plain.content.ends_with("You said: hello there"));
-        let events: Vec<_> = mock.chat_stream(&request("hello there", 100)).await.unwrap().collect().await;
+        let events: Vec<_> = mock
+            .chat_stream(&request("hello there", 100))
+            .await
+            .unwrap()
+            .collect()
+            .await;
         let mut text = String::new();
         for e in &events[..events.len() - 1] {
-            let Ok(StreamEvent::Delta(d)) = e else { panic!("{e:?}") };
+            let Ok(StreamEvent::Delta(d)) = e else {
+                panic!("{e:?}")
+            };
             text.push_str(d);
         }
         assert_eq!(text, plain.content);
-        assert!(matches!(events.last(), Some(Ok(StreamEvent::Finish { .. }))));
+        assert!(matches!(
+            events.last(),
+            Some(Ok(StreamEvent::Finish { .. }))
+        ));
     }
 
     #[tokio::test]
     async fn max_tokens_truncates() {
-        let reply = Mock::new(Duration::ZERO).chat(&request("hi", 3)).await.unwrap();
+        let reply = Mock::new(Duration::ZERO)
+            .chat(&request("hi", 3))
+            .await
+            .unwrap();
         assert_eq!(reply.finish_reason, "length");
         assert!(crate::tokens::count_text("mock", &reply.content) <= 3);
         assert!(!reply.content.is_empty());

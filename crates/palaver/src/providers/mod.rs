@@ -62,7 +62,10 @@ pub enum StreamEvent {
     /// New text only (never empty).
     Delta(String),
     /// The last event of a stream that ended normally.
-    Finish { finish_reason: String, usage: Option<Usage> },
+    Finish {
+        finish_reason: String,
+        usage: Option<Usage>,
+    },
 }
 
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
@@ -85,7 +88,10 @@ pub struct Embeddings {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     #[error("provider rate limited the request")]
-    RateLimited { retry_after: Option<Duration>, detail: String },
+    RateLimited {
+        retry_after: Option<Duration>,
+        detail: String,
+    },
     #[error("provider answered with status {status}")]
     Status { status: u16, detail: String },
     #[error("provider did not answer in time")]
@@ -104,9 +110,13 @@ impl ProviderError {
     /// Whether a new attempt may succeed (429, 5xx, connection failures, timeouts before any byte).
     pub fn is_retryable(&self) -> bool {
         match self {
-            ProviderError::RateLimited { .. } | ProviderError::Connect { .. } | ProviderError::Timeout { .. } => true,
+            ProviderError::RateLimited { .. }
+            | ProviderError::Connect { .. }
+            | ProviderError::Timeout { .. } => true,
             ProviderError::Status { status, .. } => *status >= 500,
-            ProviderError::Protocol { .. } | ProviderError::StreamCut { .. } | ProviderError::Unsupported(_) => false,
+            ProviderError::Protocol { .. }
+            | ProviderError::StreamCut { .. }
+            | ProviderError::Unsupported(_) => false,
         }
     }
 

@@ -28,17 +28,30 @@ pub struct Routed<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error("model `{model}` needs the {provider} provider, which is not configured")]
-    NotConfigured { model: String, provider: &'static str },
+    NotConfigured {
+        model: String,
+        provider: &'static str,
+    },
 }
 
 impl Providers {
     pub fn from_config(config: &Config) -> Result<Providers, ProviderError> {
         let s = &config.providers;
-        let http = HttpSettings::new(s.connect_timeout, s.first_byte_timeout, s.idle_timeout, s.max_attempts, s.backoff_base)?;
+        let http = HttpSettings::new(
+            s.connect_timeout,
+            s.first_byte_timeout,
+            s.idle_timeout,
+            s.max_attempts,
+            s.backoff_base,
+        )?;
         let openai = match (&config.openai.api_key, &config.openai.base_url) {
             (None, None) => None,
             (key, base) => Some(Provider::OpenAi(openai::OpenAi::new(
-                if base.is_some() { "openai-compatible" } else { "openai" },
+                if base.is_some() {
+                    "openai-compatible"
+                } else {
+                    "openai"
+                },
                 base.clone().unwrap_or_else(|| OPENAI_BASE.to_owned()),
                 key.clone(),
                 config.openai.org_id.clone(),
@@ -46,14 +59,27 @@ impl Providers {
             ))),
         };
         let anthropic = config.anthropic_api_key.as_ref().map(|key: &SecretString| {
-            Provider::Anthropic(anthropic::Anthropic::new(config.anthropic_base_url.clone(), key.clone(), http.clone()))
+            Provider::Anthropic(anthropic::Anthropic::new(
+                config.anthropic_base_url.clone(),
+                key.clone(),
+                http.clone(),
+            ))
         });
         let gemini = config.gemini_api_key.as_ref().map(|key: &SecretString| {
-            Provider::Gemini(gemini::Gemini::new(config.gemini_base_url.clone(), key.clone(), http.clone()))
+            Provider::Gemini(gemini::Gemini::new(
+                config.gemini_base_url.clone(),
+                key.clone(),
+                http.clone(),
+            ))
         });
         let none = openai.is_none() && anthropic.is_none() && gemini.is_none();
         let mock = none.then(|| Provider::Mock(mock::Mock::new(s.mock_word_delay)));
-        Ok(Providers { openai, anthropic, gemini, mock })
+        Ok(Providers {
+            openai,
+            anthropic,
+            gemini,
+            mock,
+        })
     }
 
     /// True when no provider is configured and the built-in mock answers.
@@ -63,13 +89,18 @@ impl Providers {
 
     /// Every configured provider (the mock alone when none is).
     pub fn all(&self) -> impl Iterator<Item = &Provider> {
-        [&self.openai, &self.anthropic, &self.gemini, &self.mock].into_iter().flatten()
+        [&self.openai, &self.anthropic, &self.gemini, &self.mock]
+            .into_iter()
+            .flatten()
     }
 
     pub fn route<'a>(&'a self, model: &'a str) -> Result<Routed<'a>, RouteError> {
         if let Some(mock) = &self.mock {
             let bare = model.strip_prefix("mock/").unwrap_or(model);
-            return Ok(Routed { provider: mock, model: bare });
+            return Ok(Routed {
+                provider: mock,
+                model: bare,
+            });
         }
         if let Some((prefix, bare)) = model.split_once('/') {
             let explicit = match prefix {
@@ -81,8 +112,14 @@ impl Providers {
             if let Some((slot, provider)) = explicit {
                 return slot
                     .as_ref()
-                    .map(|p| Routed { provider: p, model: bare })
-                    .ok_or(RouteError::NotConfigured { model: model.to_owned(), provider });
+                    .map(|p| Routed {
+                        provider: p,
+                        model: bare,
+                    })
+                    .ok_or(RouteError::NotConfigured {
+                        model: model.to_owned(),
+                        provider,
+                    });
             }
         }
         if model.starts_with("claude")
@@ -105,6 +142,9 @@ impl Providers {
         } else {
             "openai"
         };
-        Err(RouteError::NotConfigured { model: model.to_owned(), provider })
+        Err(RouteError::NotConfigured {
+            model: model.to_owned(),
+            provider,
+        })
     }
 }

@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::{ConversationService, DEFAULT_TITLE, NewConversationInput, ServiceError};
 use crate::limits::Quotas;
 use crate::pricing::PriceTable;
-use crate::providers::{ChatMessage, ChatRequest, ChatRole, ProviderError, Providers, StreamEvent, Usage};
+use crate::providers::{
+    ChatMessage, ChatRequest, ChatRole, ProviderError, Providers, StreamEvent, Usage,
+};
 use crate::store::{self, Conversation, Message, Role, Store, UsageRecord};
 use crate::tokens;
 
@@ -37,7 +39,12 @@ pub enum ChatEvent<'a> {
     ConversationCreated(&'a Conversation),
     UserMessage(&'a Message),
     /// One non-empty delta of the reply; `content` is the new text only.
-    Chunk { conversation_id: Uuid, message_id: Uuid, index: u32, content: &'a str },
+    Chunk {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        index: u32,
+        content: &'a str,
+    },
 }
 
 /// Where a transport receives events. Emitting must not block.
@@ -57,7 +64,10 @@ pub enum ChatMode<'a> {
     Plain,
     /// Streamed upstream; chunks go to the sink; cancelling stops upstream at once and
     /// stores the partial reply with `metadata.stopped = true`.
-    Stream { sink: &'a dyn ChatSink, cancel: CancellationToken },
+    Stream {
+        sink: &'a dyn ChatSink,
+        cancel: CancellationToken,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -89,7 +99,10 @@ pub struct ChatFailure {
 
 impl<E: Into<ServiceError>> From<E> for ChatFailure {
     fn from(error: E) -> Self {
-        ChatFailure { error: error.into(), conversation_id: None }
+        ChatFailure {
+            error: error.into(),
+            conversation_id: None,
+        }
     }
 }
 
@@ -125,7 +138,14 @@ impl ChatService {
         defaults: ChatDefaults,
     ) -> ChatService {
         let conversations = ConversationService::new(store.clone());
-        ChatService { store, providers, prices, quotas, conversations, defaults }
+        ChatService {
+            store,
+            providers,
+            prices,
+            quotas,
+            conversations,
+            defaults,
+        }
     }
 
     pub fn providers(&self) -> &Providers {
@@ -140,7 +160,12 @@ impl ChatService {
     /// conversation. Split from [`Self::run`] so transports can claim the conversation
     /// before streaming into it. Nothing is stored when refused.
     pub async fn prepare(&self, user_id: &str, input: &ChatInput) -> Result<Prepared, ChatFailure> {
-        drop(self.quotas.reserve(user_id, 0).await.map_err(ServiceError::from)?);
+        drop(
+            self.quotas
+                .reserve(user_id, 0)
+                .await
+                .map_err(ServiceError::from)?,
+        );
         let (conversation, created) = match input.conversation_id {
             Some(id) => (self.conversations.get(user_id, id).await?, false),
             None => {
@@ -153,7 +178,10 @@ impl ChatService {
                 (self.conversations.create(user_id, new).await?, true)
             }
         };
-        Ok(Prepared { conversation, created })
+        Ok(Prepared {
+            conversation,
+            created,
+        })
     }
 
     /// Runs one exchange admitted by [`Self::prepare`].
@@ -164,18 +192,34 @@ impl ChatService {
         input: ChatInput,
         mode: ChatMode<'_>,
     ) -> Result<ChatOutcome, ChatFailure> {
-        let Prepared { conversation, created } = prepared;
+        let Prepared {
+            conversation,
+            created,
+        } = prepared;
         let conversation_id = conversation.id;
-        let result = self.exchange(user_id, conversation, created, input, mode).await;
+        let result = self
+            .exchange(user_id, conversation, created, input, mode)
+            .await;
         if created && matches!(result, Err(ServiceError::QuotaExceeded { .. })) {
             // Refused before anything else was stored: do not leave an empty conversation.
-            let _ = self.store.delete_conversation(user_id, conversation_id).await;
+            let _ = self
+                .store
+                .delete_conversation(user_id, conversation_id)
+                .await;
         }
-        result.map_err(|error| ChatFailure { error, conversation_id: Some(conversation_id) })
+        result.map_err(|error| ChatFailure {
+            error,
+            conversation_id: Some(conversation_id),
+        })
     }
 
     /// Admits and runs one exchange.
-    pub async fn chat(&self, user_id: &str, input: ChatInput, mode: ChatMode<'_>) -> Result<ChatOutcome, ChatFailure> {
+    pub async fn chat(
+        &self,
+        user_id: &str,
+        input: ChatInput,
+        mode: ChatMode<'_>,
+    ) -> Result<ChatOutcome, ChatFailure> {
         let prepared = self.prepare(user_id, &input).await?;
         self.run(user_id, prepared, input, mode).await
     }
@@ -188,14 +232,25 @@ impl ChatService {
         input: ChatInput,
         mode: ChatMode<'_>,
     ) -> Result<ChatOutcome, ServiceError> {
-        let requested = input.model.clone().or_else(|| conversation.model.clone()).unwrap_or_else(|| self.defaults.model.clone());
+        let requested = input
+            .model
+            .clone()
+            .or_else(|| conversation.model.clone())
+            .unwrap_or_else(|| self.defaults.model.clone());
         let routed = self.providers.route(&requested)?;
         let provider = routed.provider;
         // The model that really answers: the mock says so rather than pretending to be gpt-4.
-        let model = if self.providers.is_mock() { "mock".to_owned() } else { requested.clone() };
+        let model = if self.providers.is_mock() {
+            "mock".to_owned()
+        } else {
+            requested.clone()
+        };
         let max_tokens = input.max_tokens.unwrap_or(self.defaults.max_tokens);
         let temperature = input.temperature.unwrap_or(self.defaults.temperature);
-        let system_prompt = input.system_prompt.clone().or_else(|| conversation.system_prompt.clone());
+        let system_prompt = input
+            .system_prompt
+            .clone()
+            .or_else(|| conversation.system_prompt.clone());
 
         if let ChatMode::Stream { sink, .. } = &mode
             && created
@@ -203,7 +258,10 @@ impl ChatService {
             sink.emit(ChatEvent::ConversationCreated(&conversation));
         }
 
-        let history = self.store.recent_messages(conversation.id, HISTORY_WINDOW).await?;
+        let history = self
+            .store
+            .recent_messages(conversation.id, HISTORY_WINDOW)
+            .await?;
         let user_message = Message {
             id: Uuid::now_v7(),
             conversation_id: conversation.id,
@@ -214,23 +272,41 @@ impl ChatService {
             metadata: json!({}),
             created_at: store::now(),
         };
-        let messages = build_context(&model, system_prompt.as_deref(), &history, &user_message, max_tokens)?;
+        let messages = build_context(
+            &model,
+            system_prompt.as_deref(),
+            &history,
+            &user_message,
+            max_tokens,
+        )?;
         let counted_prompt = tokens::count_messages(&model, &messages) as u32;
         // Reserve the most this exchange can cost, so a parallel burst cannot overshoot the
         // quota by more than one request; held until the reply and its usage are stored.
-        let _quota = self.quotas.reserve(user_id, i64::from(counted_prompt) + i64::from(max_tokens)).await?;
+        let _quota = self
+            .quotas
+            .reserve(user_id, i64::from(counted_prompt) + i64::from(max_tokens))
+            .await?;
         self.store.append_message(&user_message, None).await?;
         if let ChatMode::Stream { sink, .. } = &mode {
             sink.emit(ChatEvent::UserMessage(&user_message));
         }
 
-        let request = ChatRequest { model: routed.model.to_owned(), messages, max_tokens, temperature };
+        let request = ChatRequest {
+            model: routed.model.to_owned(),
+            messages,
+            max_tokens,
+            temperature,
+        };
         let reply_id = Uuid::now_v7();
 
         let (content, finish_reason, reported, stopped) = match mode {
             ChatMode::Plain => match provider.chat(&request).await {
                 Ok(done) => (done.content, done.finish_reason, done.usage, false),
-                Err(err) => return Err(self.upstream_failed(user_id, &conversation, &model, err).await),
+                Err(err) => {
+                    return Err(self
+                        .upstream_failed(user_id, &conversation, &model, err)
+                        .await);
+                }
             },
             ChatMode::Stream { sink, cancel } => {
                 let mut stream = tokio::select! {
@@ -243,7 +319,8 @@ impl ChatService {
                 };
                 let mut content = String::new();
                 let mut index = 0u32;
-                let mut outcome: Result<(String, Option<Usage>), ProviderError> = Ok(("stop".to_owned(), None));
+                let mut outcome: Result<(String, Option<Usage>), ProviderError> =
+                    Ok(("stop".to_owned(), None));
                 let mut stopped = stream.is_none();
                 while let Some(s) = stream.as_mut() {
                     let next = tokio::select! {
@@ -254,10 +331,18 @@ impl ChatService {
                     match next {
                         Some(Ok(StreamEvent::Delta(text))) => {
                             content.push_str(&text);
-                            sink.emit(ChatEvent::Chunk { conversation_id: conversation.id, message_id: reply_id, index, content: &text });
+                            sink.emit(ChatEvent::Chunk {
+                                conversation_id: conversation.id,
+                                message_id: reply_id,
+                                index,
+                                content: &text,
+                            });
                             index += 1;
                         }
-                        Some(Ok(StreamEvent::Finish { finish_reason, usage })) => {
+                        Some(Ok(StreamEvent::Finish {
+                            finish_reason,
+                            usage,
+                        })) => {
                             outcome = Ok((finish_reason, usage));
                             break;
                         }
@@ -266,7 +351,9 @@ impl ChatService {
                             break;
                         }
                         None => {
-                            outcome = Err(ProviderError::StreamCut { detail: "stream ended without a finish event".into() });
+                            outcome = Err(ProviderError::StreamCut {
+                                detail: "stream ended without a finish event".into(),
+                            });
                             break;
                         }
                     }
@@ -277,13 +364,24 @@ impl ChatService {
                     _ if stopped => (content, "stopped".to_owned(), None, true),
                     Ok((finish_reason, usage)) => (content, finish_reason, usage, false),
                     Err(err) if content.is_empty() => {
-                        return Err(self.upstream_failed(user_id, &conversation, &model, err).await);
+                        return Err(self
+                            .upstream_failed(user_id, &conversation, &model, err)
+                            .await);
                     }
                     Err(err) => {
                         // Keep what arrived: the partial reply is stored, then the failure is reported.
                         let usage = self.usage_of(&model, counted_prompt, &content, None);
                         let metadata = json!({"partial": true, "error": "upstream_error"});
-                        self.store_reply(user_id, &conversation, reply_id, &model, &content, usage, metadata).await?;
+                        self.store_reply(
+                            user_id,
+                            &conversation,
+                            reply_id,
+                            &model,
+                            &content,
+                            usage,
+                            metadata,
+                        )
+                        .await?;
                         return Err(ServiceError::Provider(err));
                     }
                 }
@@ -295,7 +393,17 @@ impl ChatService {
         if stopped {
             metadata["stopped"] = json!(true);
         }
-        let reply = self.store_reply(user_id, &conversation, reply_id, &model, &content, usage, metadata).await?;
+        let reply = self
+            .store_reply(
+                user_id,
+                &conversation,
+                reply_id,
+                &model,
+                &content,
+                usage,
+                metadata,
+            )
+            .await?;
         let mut conversation = conversation;
         conversation.message_count += 2;
         conversation.updated_at = reply.created_at;
@@ -312,7 +420,13 @@ impl ChatService {
     }
 
     /// The provider's reported usage when present, else our exact count.
-    fn usage_of(&self, model: &str, counted_prompt: u32, content: &str, reported: Option<Usage>) -> Usage {
+    fn usage_of(
+        &self,
+        model: &str,
+        counted_prompt: u32,
+        content: &str,
+        reported: Option<Usage>,
+    ) -> Usage {
         reported.unwrap_or_else(|| Usage {
             prompt_tokens: counted_prompt,
             completion_tokens: tokens::count_text(model, content) as u32,
@@ -349,7 +463,11 @@ impl ChatService {
             model: model.to_owned(),
             prompt_tokens: i64::from(usage.prompt_tokens),
             completion_tokens: i64::from(usage.completion_tokens),
-            cost_usd: self.prices.cost(model, i64::from(usage.prompt_tokens), i64::from(usage.completion_tokens)),
+            cost_usd: self.prices.cost(
+                model,
+                i64::from(usage.prompt_tokens),
+                i64::from(usage.completion_tokens),
+            ),
             created_at: now,
         };
         self.store.append_message(&reply, Some(&record)).await?;
@@ -357,7 +475,13 @@ impl ChatService {
     }
 
     /// Records a failed upstream call (the user message stays stored) and returns the error.
-    async fn upstream_failed(&self, user_id: &str, conversation: &Conversation, model: &str, err: ProviderError) -> ServiceError {
+    async fn upstream_failed(
+        &self,
+        user_id: &str,
+        conversation: &Conversation,
+        model: &str,
+        err: ProviderError,
+    ) -> ServiceError {
         tracing::warn!(error = %err, model, "chat: provider failed");
         tracing::debug!(detail = err.detail(), "chat: provider failure detail");
         let record = UsageRecord {
@@ -414,7 +538,10 @@ fn build_context(
     }
     let mut messages = Vec::with_capacity(kept + 2);
     if let Some(system) = system {
-        messages.push(ChatMessage { role: ChatRole::System, content: system.to_owned() });
+        messages.push(ChatMessage {
+            role: ChatRole::System,
+            content: system.to_owned(),
+        });
     }
     for message in &history[history.len() - kept..] {
         let role = match message.role {
@@ -422,9 +549,15 @@ fn build_context(
             Role::Assistant => ChatRole::Assistant,
             Role::System => ChatRole::System,
         };
-        messages.push(ChatMessage { role, content: message.content.clone() });
+        messages.push(ChatMessage {
+            role,
+            content: message.content.clone(),
+        });
     }
-    messages.push(ChatMessage { role: ChatRole::User, content: user_message.content.clone() });
+    messages.push(ChatMessage {
+        role: ChatRole::User,
+        content: user_message.content.clone(),
+    });
     Ok(messages)
 }
 
@@ -448,13 +581,33 @@ mod tests {
     #[test]
     fn context_keeps_order_and_trims_oldest_first() {
         // gpt-4: 8192 window; maxTokens 8000 leaves 192 tokens of prompt.
-        let history: Vec<Message> =
-            (0..10).map(|i| message(if i % 2 == 0 { Role::User } else { Role::Assistant }, &format!("m{i}"), 40)).collect();
+        let history: Vec<Message> = (0..10)
+            .map(|i| {
+                message(
+                    if i % 2 == 0 {
+                        Role::User
+                    } else {
+                        Role::Assistant
+                    },
+                    &format!("m{i}"),
+                    40,
+                )
+            })
+            .collect();
         let new = message(Role::User, "now", 1);
         let messages = build_context("gpt-4", Some("be brief"), &history, &new, 8000).unwrap();
-        assert_eq!(messages[0], ChatMessage { role: ChatRole::System, content: "be brief".into() });
+        assert_eq!(
+            messages[0],
+            ChatMessage {
+                role: ChatRole::System,
+                content: "be brief".into()
+            }
+        );
         assert_eq!(messages.last().unwrap().content, "now");
-        let kept: Vec<&str> = messages[1..messages.len() - 1].iter().map(|m| m.content.as_str()).collect();
+        let kept: Vec<&str> = messages[1..messages.len() - 1]
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
         // Each kept message costs 44; 192 - (3 + 4 + 1) - (4 + 2) = 178 → 4 messages fit.
         assert_eq!(kept, vec!["m6", "m7", "m8", "m9"]);
         assert_eq!(messages[1].role, ChatRole::User);
@@ -463,8 +616,11 @@ mod tests {
 
     #[test]
     fn everything_fits_in_a_large_window() {
-        let history: Vec<Message> = (0..3).map(|i| message(Role::User, &format!("m{i}"), 10)).collect();
-        let messages = build_context("gpt-4o", None, &history, &message(Role::User, "x", 1), 4096).unwrap();
+        let history: Vec<Message> = (0..3)
+            .map(|i| message(Role::User, &format!("m{i}"), 10))
+            .collect();
+        let messages =
+            build_context("gpt-4o", None, &history, &message(Role::User, "x", 1), 4096).unwrap();
         assert_eq!(messages.len(), 4);
     }
 
@@ -472,6 +628,12 @@ mod tests {
     fn a_message_that_cannot_fit_is_refused() {
         let big = message(Role::User, "x", 9000);
         let err = build_context("gpt-4", None, &[], &big, 100).unwrap_err();
-        assert!(matches!(err, ServiceError::Invalid { field: "message", .. }));
+        assert!(matches!(
+            err,
+            ServiceError::Invalid {
+                field: "message",
+                ..
+            }
+        ));
     }
 }

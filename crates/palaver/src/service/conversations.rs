@@ -39,8 +39,15 @@ impl ConversationService {
         Self { store }
     }
 
-    pub async fn create(&self, user_id: &str, input: NewConversationInput) -> Result<Conversation, ServiceError> {
-        let title = input.title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    pub async fn create(
+        &self,
+        user_id: &str,
+        input: NewConversationInput,
+    ) -> Result<Conversation, ServiceError> {
+        let title = input
+            .title
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
         let new = NewConversation {
             id: Uuid::now_v7(),
             user_id: user_id.to_owned(),
@@ -54,17 +61,37 @@ impl ConversationService {
     }
 
     /// `page` counts from 1.
-    pub async fn list(&self, user_id: &str, page: u64, limit: u64) -> Result<Page<Conversation>, ServiceError> {
+    pub async fn list(
+        &self,
+        user_id: &str,
+        page: u64,
+        limit: u64,
+    ) -> Result<Page<Conversation>, ServiceError> {
         let offset = page.saturating_sub(1).saturating_mul(limit);
-        let (items, total) = self.store.list_conversations(user_id, offset, limit).await?;
-        Ok(Page { items, total, page, limit })
+        let (items, total) = self
+            .store
+            .list_conversations(user_id, offset, limit)
+            .await?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            limit,
+        })
     }
 
     pub async fn get(&self, user_id: &str, id: Uuid) -> Result<Conversation, ServiceError> {
-        self.store.get_conversation(user_id, id).await?.ok_or(ServiceError::NotFound("Conversation"))
+        self.store
+            .get_conversation(user_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("Conversation"))
     }
 
-    pub async fn get_with_messages(&self, user_id: &str, id: Uuid) -> Result<(Conversation, Vec<Message>), ServiceError> {
+    pub async fn get_with_messages(
+        &self,
+        user_id: &str,
+        id: Uuid,
+    ) -> Result<(Conversation, Vec<Message>), ServiceError> {
         let conversation = self.get(user_id, id).await?;
         let messages = self.store.list_messages(id).await?;
         Ok((conversation, messages))

@@ -29,23 +29,51 @@ pub struct EmbeddingService {
 }
 
 impl EmbeddingService {
-    pub fn new(store: Arc<dyn Store>, providers: Arc<Providers>, prices: Arc<PriceTable>, quotas: Arc<Quotas>) -> Self {
-        Self { store, providers, prices, quotas }
+    pub fn new(
+        store: Arc<dyn Store>,
+        providers: Arc<Providers>,
+        prices: Arc<PriceTable>,
+        quotas: Arc<Quotas>,
+    ) -> Self {
+        Self {
+            store,
+            providers,
+            prices,
+            quotas,
+        }
     }
 
-    pub async fn embed(&self, user_id: &str, model: Option<String>, inputs: Vec<String>) -> Result<EmbeddingOutcome, ServiceError> {
+    pub async fn embed(
+        &self,
+        user_id: &str,
+        model: Option<String>,
+        inputs: Vec<String>,
+    ) -> Result<EmbeddingOutcome, ServiceError> {
         let requested = model.unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_owned());
         let routed = self.providers.route(&requested)?;
         if !matches!(routed.provider, Provider::OpenAi(_) | Provider::Mock(_)) {
             return Err(ServiceError::Invalid {
                 field: "model",
-                message: format!("the {} provider does not serve embeddings", routed.provider.name()),
+                message: format!(
+                    "the {} provider does not serve embeddings",
+                    routed.provider.name()
+                ),
             });
         }
-        let model = if self.providers.is_mock() { "mock".to_owned() } else { requested.clone() };
-        let estimate = inputs.iter().map(|t| tokens::count_text(&requested, t) as i64).sum();
+        let model = if self.providers.is_mock() {
+            "mock".to_owned()
+        } else {
+            requested.clone()
+        };
+        let estimate = inputs
+            .iter()
+            .map(|t| tokens::count_text(&requested, t) as i64)
+            .sum();
         let _quota = self.quotas.reserve(user_id, estimate).await?;
-        let request = EmbeddingRequest { model: routed.model.to_owned(), inputs };
+        let request = EmbeddingRequest {
+            model: routed.model.to_owned(),
+            inputs,
+        };
         let result = routed.provider.embed(&request).await;
         let embeddings = match result {
             Ok(e) => e,
@@ -56,12 +84,20 @@ impl EmbeddingService {
         };
         if embeddings.vectors.len() != request.inputs.len() {
             return Err(ServiceError::Provider(ProviderError::Protocol {
-                detail: format!("{} vectors for {} inputs", embeddings.vectors.len(), request.inputs.len()),
+                detail: format!(
+                    "{} vectors for {} inputs",
+                    embeddings.vectors.len(),
+                    request.inputs.len()
+                ),
             }));
         }
-        let prompt_tokens = embeddings
-            .prompt_tokens
-            .unwrap_or_else(|| request.inputs.iter().map(|t| tokens::count_text(&requested, t) as u32).sum());
+        let prompt_tokens = embeddings.prompt_tokens.unwrap_or_else(|| {
+            request
+                .inputs
+                .iter()
+                .map(|t| tokens::count_text(&requested, t) as u32)
+                .sum()
+        });
         let record = UsageRecord {
             id: Uuid::now_v7(),
             user_id: user_id.to_owned(),
@@ -74,6 +110,10 @@ impl EmbeddingService {
             created_at: store::now(),
         };
         self.store.record_usage(&record).await?;
-        Ok(EmbeddingOutcome { model, vectors: embeddings.vectors, prompt_tokens })
+        Ok(EmbeddingOutcome {
+            model,
+            vectors: embeddings.vectors,
+            prompt_tokens,
+        })
     }
 }

@@ -8,7 +8,10 @@ pub enum ServiceError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("conversation is already streaming a reply")]
     Busy,
     #[error("token quota exceeded")]
@@ -24,7 +27,9 @@ pub enum ServiceError {
 impl From<QuotaError> for ServiceError {
     fn from(err: QuotaError) -> Self {
         match err {
-            QuotaError::Exceeded { retry_after_secs } => ServiceError::QuotaExceeded { retry_after_secs },
+            QuotaError::Exceeded { retry_after_secs } => {
+                ServiceError::QuotaExceeded { retry_after_secs }
+            }
             QuotaError::Backend(detail) => ServiceError::Limits(detail),
         }
     }
@@ -32,7 +37,10 @@ impl From<QuotaError> for ServiceError {
 
 impl From<RouteError> for ServiceError {
     fn from(err: RouteError) -> Self {
-        ServiceError::Invalid { field: "model", message: err.to_string() }
+        ServiceError::Invalid {
+            field: "model",
+            message: err.to_string(),
+        }
     }
 }
 
@@ -40,15 +48,20 @@ impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
             ServiceError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-            ServiceError::Invalid { field, message } => {
-                ApiError::Validation(vec![FieldError { field: field.to_owned(), message }])
+            ServiceError::Invalid { field, message } => ApiError::Validation(vec![FieldError {
+                field: field.to_owned(),
+                message,
+            }]),
+            ServiceError::Busy => {
+                ApiError::Conflict("Conversation is already streaming a reply".into())
             }
-            ServiceError::Busy => ApiError::Conflict("Conversation is already streaming a reply".into()),
-            ServiceError::QuotaExceeded { retry_after_secs } => {
-                ApiError::QuotaExceeded { retry_after_secs: Some(retry_after_secs) }
-            }
+            ServiceError::QuotaExceeded { retry_after_secs } => ApiError::QuotaExceeded {
+                retry_after_secs: Some(retry_after_secs),
+            },
             ServiceError::Limits(detail) => ApiError::internal(detail),
-            ServiceError::Provider(e) if e.is_timeout() => ApiError::UpstreamTimeout(format!("{e}: {}", e.detail())),
+            ServiceError::Provider(e) if e.is_timeout() => {
+                ApiError::UpstreamTimeout(format!("{e}: {}", e.detail()))
+            }
             ServiceError::Provider(e) => ApiError::Upstream(format!("{e}: {}", e.detail())),
             ServiceError::Store(StoreError::NotFound) => ApiError::NotFound("Not found".into()),
             ServiceError::Store(other) => ApiError::internal(other),

@@ -8,9 +8,12 @@ mod error;
 pub mod streams;
 mod usage;
 
-pub use chat::{Prepared, ChatDefaults, ChatEvent, ChatFailure, ChatInput, ChatMode, ChatOutcome, ChatService, ChatSink, NoSink};
+pub use chat::{
+    ChatDefaults, ChatEvent, ChatFailure, ChatInput, ChatMode, ChatOutcome, ChatService, ChatSink,
+    NoSink, Prepared,
+};
 pub use conversations::{ConversationService, DEFAULT_TITLE, NewConversationInput, Page};
-pub use error::ServiceError;
 pub use embeddings::{EmbeddingOutcome, EmbeddingService};
+pub use error::ServiceError;
 pub use streams::{ActiveStreams, StreamClaim};
 pub use usage::UsageService;

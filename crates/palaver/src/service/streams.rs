@@ -36,7 +36,11 @@ impl ActiveStreams {
         }
         let cancel = CancellationToken::new();
         map.insert(conversation_id, (user_id.to_owned(), cancel.clone()));
-        Some(StreamClaim { streams: self.clone(), conversation_id, cancel })
+        Some(StreamClaim {
+            streams: self.clone(),
+            conversation_id,
+            cancel,
+        })
     }
 
     /// Stops the user's streams (one conversation, or all of them); returns how many.

@@ -65,12 +65,17 @@ pub trait Store: Send + Sync + 'static {
     async fn list_messages(&self, conversation_id: Uuid) -> StoreResult<Vec<Message>>;
 
     /// The newest `limit` messages of a conversation, returned oldest first.
-    async fn recent_messages(&self, conversation_id: Uuid, limit: u64) -> StoreResult<Vec<Message>>;
+    async fn recent_messages(&self, conversation_id: Uuid, limit: u64)
+    -> StoreResult<Vec<Message>>;
 
     /// Appends a message (moving the conversation's `updated_at` and `message_count`) and,
     /// when given, records usage and adds it to the user's total, all in one transaction.
     /// `NotFound` when the conversation does not exist.
-    async fn append_message(&self, message: &Message, usage: Option<&UsageRecord>) -> StoreResult<()>;
+    async fn append_message(
+        &self,
+        message: &Message,
+        usage: Option<&UsageRecord>,
+    ) -> StoreResult<()>;
 
     /// Records usage that is not tied to a stored message (embeddings, failed calls).
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;

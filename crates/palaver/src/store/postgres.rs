@@ -8,8 +8,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    Conversation, Message, ModelUsage, NewConversation, Role, Store, StoreError, StoreResult, Timestamp,
-    UsageRecord, UsageTotals, User,
+    Conversation, Message, ModelUsage, NewConversation, Role, Store, StoreError, StoreResult,
+    Timestamp, UsageRecord, UsageTotals, User,
 };
 
 pub struct PgStore {
@@ -35,8 +35,9 @@ fn message(row: &PgRow) -> StoreResult<Message> {
     Ok(Message {
         id: row.try_get("id")?,
         conversation_id: row.try_get("conversation_id")?,
-        role: Role::parse(role)
-            .ok_or_else(|| StoreError::Database(sqlx::Error::Decode(format!("bad role `{role}`").into())))?,
+        role: Role::parse(role).ok_or_else(|| {
+            StoreError::Database(sqlx::Error::Decode(format!("bad role `{role}`").into()))
+        })?,
         content: row.try_get("content")?,
         tokens: row.try_get("tokens")?,
         model: row.try_get("model")?,
@@ -48,9 +49,14 @@ fn message(row: &PgRow) -> StoreResult<Message> {
 const CONVERSATIONS: &str = "SELECT id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at FROM conversations";
 
 impl PgStore {
+    /// A pool of 10 connections.
     pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        PgStore::connect_with(url, 10).await
+    }
+
+    pub async fn connect_with(url: &str, max_connections: u32) -> StoreResult<PgStore> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
@@ -69,7 +75,9 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -117,7 +125,9 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await;
         match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict);
+            }
             other => other?,
         };
         Ok(Conversation {
@@ -133,11 +143,17 @@ impl Store for PgStore {
         })
     }
 
-    async fn list_conversations(&self, user_id: &str, offset: u64, limit: u64) -> StoreResult<(Vec<Conversation>, u64)> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await?;
+    async fn list_conversations(
+        &self,
+        user_id: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<Conversation>, u64)> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{CONVERSATIONS} WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
         )))
@@ -146,16 +162,21 @@ impl Store for PgStore {
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        let conversations = rows.iter().map(conversation).collect::<StoreResult<Vec<_>>>()?;
+        let conversations = rows
+            .iter()
+            .map(conversation)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok((conversations, u64::try_from(total).unwrap_or(0)))
     }
 
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CONVERSATIONS} WHERE id = $1 AND user_id = $2")))
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CONVERSATIONS} WHERE id = $1 AND user_id = $2"
+        )))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(conversation).transpose()
     }
 
@@ -179,7 +200,11 @@ impl Store for PgStore {
         rows.iter().map(message).collect()
     }
 
-    async fn recent_messages(&self, conversation_id: Uuid, limit: u64) -> StoreResult<Vec<Message>> {
+    async fn recent_messages(
+        &self,
+        conversation_id: Uuid,
+        limit: u64,
+    ) -> StoreResult<Vec<Message>> {
         let rows = sqlx::query(
             "SELECT * FROM (SELECT seq, id, conversation_id, role, content, tokens, model, metadata, created_at \
              FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, seq DESC LIMIT $2) AS recent \
@@ -220,7 +245,9 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict);
+            }
             other => other?,
         };
         if let Some(usage) = usage {
@@ -254,10 +281,11 @@ impl Store for PgStore {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        let conversations_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let conversations_count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?;
         let messages = sqlx::query(
             "SELECT COUNT(*) AS n, MAX(m.created_at) AS last FROM messages m \
              JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1",
@@ -308,7 +336,10 @@ impl Store for PgStore {
 }
 
 /// Inserts a usage record and adds it to the user's total (creating the user if needed).
-async fn insert_usage(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, usage: &UsageRecord) -> StoreResult<()> {
+async fn insert_usage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    usage: &UsageRecord,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -12,13 +12,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use uuid::Uuid;
 
 use super::{
-    Conversation, Message, ModelUsage, NewConversation, Role, Store, StoreError, StoreResult, Timestamp,
-    UsageRecord, UsageTotals, User,
+    Conversation, Message, ModelUsage, NewConversation, Role, Store, StoreError, StoreResult,
+    Timestamp, UsageRecord, UsageTotals, User,
 };
 
 const READERS: u32 = 4;
@@ -94,12 +95,14 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
         let filename = options.get_filename().to_owned();
-        let in_memory = filename.as_os_str().is_empty() || filename.to_string_lossy().contains(":memory:");
+        let in_memory =
+            filename.as_os_str().is_empty() || filename.to_string_lossy().contains(":memory:");
         if !in_memory
             && let Some(parent) = filename.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -131,7 +134,9 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.writer)
+            .await?;
         Ok(())
     }
 
@@ -179,7 +184,9 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await;
         match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict);
+            }
             other => other?,
         };
         Ok(Conversation {
@@ -195,11 +202,17 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn list_conversations(&self, user_id: &str, offset: u64, limit: u64) -> StoreResult<(Vec<Conversation>, u64)> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")
-            .bind(user_id)
-            .fetch_one(&self.reader)
-            .await?;
+    async fn list_conversations(
+        &self,
+        user_id: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<Conversation>, u64)> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")
+                .bind(user_id)
+                .fetch_one(&self.reader)
+                .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ?1 \
              ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3"
@@ -209,7 +222,10 @@ impl Store for SqliteStore {
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
         .fetch_all(&self.reader)
         .await?;
-        let conversations = rows.iter().map(conversation).collect::<StoreResult<Vec<_>>>()?;
+        let conversations = rows
+            .iter()
+            .map(conversation)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok((conversations, u64::try_from(total).unwrap_or(0)))
     }
 
@@ -244,7 +260,11 @@ impl Store for SqliteStore {
         rows.iter().map(message).collect()
     }
 
-    async fn recent_messages(&self, conversation_id: Uuid, limit: u64) -> StoreResult<Vec<Message>> {
+    async fn recent_messages(
+        &self,
+        conversation_id: Uuid,
+        limit: u64,
+    ) -> StoreResult<Vec<Message>> {
         let rows = sqlx::query(
             "SELECT * FROM (SELECT seq, id, conversation_id, role, content, tokens, model, metadata, created_at \
              FROM messages WHERE conversation_id = ?1 ORDER BY created_at DESC, seq DESC LIMIT ?2) \
@@ -285,7 +305,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict);
+            }
             other => other?,
         };
         if let Some(usage) = usage {
@@ -318,10 +340,11 @@ impl Store for SqliteStore {
         .bind(user_id)
         .fetch_all(&self.reader)
         .await?;
-        let conversations_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")
-            .bind(user_id)
-            .fetch_one(&self.reader)
-            .await?;
+        let conversations_count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")
+                .bind(user_id)
+                .fetch_one(&self.reader)
+                .await?;
         let messages = sqlx::query(
             "SELECT COUNT(*) AS n, MAX(m.created_at) AS last FROM messages m \
              JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1",
@@ -332,8 +355,16 @@ impl Store for SqliteStore {
 
         let prompt_tokens: i64 = totals.try_get("prompt")?;
         let completion_tokens: i64 = totals.try_get("completion")?;
-        let last_usage = totals.try_get::<Option<String>, _>("last")?.as_deref().map(parse_ts).transpose()?;
-        let last_message = messages.try_get::<Option<String>, _>("last")?.as_deref().map(parse_ts).transpose()?;
+        let last_usage = totals
+            .try_get::<Option<String>, _>("last")?
+            .as_deref()
+            .map(parse_ts)
+            .transpose()?;
+        let last_message = messages
+            .try_get::<Option<String>, _>("last")?
+            .as_deref()
+            .map(parse_ts)
+            .transpose()?;
         Ok(UsageTotals {
             total_tokens: prompt_tokens + completion_tokens,
             prompt_tokens,
@@ -372,7 +403,10 @@ impl Store for SqliteStore {
 }
 
 /// Inserts a usage record and adds it to the user's total (creating the user if needed).
-async fn insert_usage(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, usage: &UsageRecord) -> StoreResult<()> {
+async fn insert_usage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    usage: &UsageRecord,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

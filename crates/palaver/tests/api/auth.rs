@@ -28,7 +28,12 @@ fn sign(alg: Algorithm, key: &EncodingKey, claims: Value, kid: Option<&str>) -> 
 }
 
 fn hs(claims: Value) -> String {
-    sign(Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()), claims, None)
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        claims,
+        None,
+    )
 }
 
 fn valid_claims(sub: &str) -> Value {
@@ -44,7 +49,11 @@ async fn assert_refused(app: &TestApp, token: &str, why: &str) {
     let r = app.request(Method::GET, PATH, Some(token), None).await;
     r.assert_error(401, "unauthorized");
     assert!(
-        r.body["message"].as_str().unwrap().to_lowercase().contains(why),
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains(why),
         "expected `{why}` in {}",
         r.body
     );
@@ -62,11 +71,26 @@ async fn hs256_tokens_are_verified_and_forgeries_refused() {
     assert_eq!(missing.body["path"], PATH);
     assert_eq!(missing.body["method"], "GET");
 
-    assert_refused(&app, &hs(json!({"sub": "alice", "exp": now() - 3600})), "expired").await;
-    assert_refused(&app, &hs(json!({"sub": "alice", "exp": now() + 3600, "nbf": now() + 600})), "not valid yet").await;
+    assert_refused(
+        &app,
+        &hs(json!({"sub": "alice", "exp": now() - 3600})),
+        "expired",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &hs(json!({"sub": "alice", "exp": now() + 3600, "nbf": now() + 600})),
+        "not valid yet",
+    )
+    .await;
     assert_refused(&app, &hs(json!({"sub": "alice"})), "").await;
 
-    let wrong_secret = sign(Algorithm::HS256, &EncodingKey::from_secret(b"another-secret"), valid_claims("alice"), None);
+    let wrong_secret = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"another-secret"),
+        valid_claims("alice"),
+        None,
+    );
     assert_refused(&app, &wrong_secret, "signature").await;
 
     // alg: none, with and without a trailing signature segment.
@@ -79,34 +103,87 @@ async fn hs256_tokens_are_verified_and_forgeries_refused() {
     let token = hs(valid_claims("alice"));
     let parts: Vec<&str> = token.split('.').collect();
     let forged_payload = URL_SAFE_NO_PAD.encode(valid_claims("mallory").to_string());
-    assert_refused(&app, &format!("{}.{}.{}", parts[0], forged_payload, parts[2]), "signature").await;
+    assert_refused(
+        &app,
+        &format!("{}.{}.{}", parts[0], forged_payload, parts[2]),
+        "signature",
+    )
+    .await;
 
     // An RS256 token presented to an HS256 service.
-    let rs = sign(Algorithm::RS256, &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(), valid_claims("alice"), None);
+    let rs = sign(
+        Algorithm::RS256,
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+        valid_claims("alice"),
+        None,
+    );
     assert_refused(&app, &rs, "algorithm").await;
 
     // HS512 with the right secret is still another algorithm.
-    let hs512 = sign(Algorithm::HS512, &EncodingKey::from_secret(SECRET.as_bytes()), valid_claims("alice"), None);
+    let hs512 = sign(
+        Algorithm::HS512,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        valid_claims("alice"),
+        None,
+    );
     assert_refused(&app, &hs512, "algorithm").await;
 
     assert_refused(&app, "not-a-jwt", "malformed").await;
-    let bad_scheme = app.raw(app.client.get(format!("{}{}", app.base, PATH)).header("authorization", "Basic YTpi")).await;
+    let bad_scheme = app
+        .raw(
+            app.client
+                .get(format!("{}{}", app.base, PATH))
+                .header("authorization", "Basic YTpi"),
+        )
+        .await;
     bad_scheme.assert_error(401, "unauthorized");
 }
 
 #[tokio::test]
 async fn rs256_public_key_and_algorithm_switching() {
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("JWT_SECRET", ""), ("JWT_PUBLIC_KEY", RSA_PUBLIC)]).await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[("JWT_SECRET", ""), ("JWT_PUBLIC_KEY", RSA_PUBLIC)],
+    )
+    .await;
     let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
-    assert_eq!(status_with(&app, &sign(Algorithm::RS256, &key, valid_claims("bob"), None)).await.0, 200);
-    assert_refused(&app, &sign(Algorithm::RS256, &key, json!({"sub": "bob", "exp": now() - 3600}), None), "expired").await;
+    assert_eq!(
+        status_with(
+            &app,
+            &sign(Algorithm::RS256, &key, valid_claims("bob"), None)
+        )
+        .await
+        .0,
+        200
+    );
+    assert_refused(
+        &app,
+        &sign(
+            Algorithm::RS256,
+            &key,
+            json!({"sub": "bob", "exp": now() - 3600}),
+            None,
+        ),
+        "expired",
+    )
+    .await;
 
     // The classic switch: HS256 "signed" with the public key as the shared secret.
-    let switched = sign(Algorithm::HS256, &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()), valid_claims("bob"), None);
+    let switched = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+        valid_claims("bob"),
+        None,
+    );
     assert_refused(&app, &switched, "algorithm").await;
     // A token signed by another RSA key.
     let ec = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
-    assert_refused(&app, &sign(Algorithm::ES256, &ec, valid_claims("bob"), None), "algorithm").await;
+    assert_refused(
+        &app,
+        &sign(Algorithm::ES256, &ec, valid_claims("bob"), None),
+        "algorithm",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -114,10 +191,24 @@ async fn es256_public_key_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ec.pem");
     std::fs::write(&path, EC_PUBLIC).unwrap();
-    let app =
-        TestApp::spawn_with(Backend::Sqlite, &[("JWT_SECRET", ""), ("JWT_PUBLIC_KEY", path.to_str().unwrap())]).await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("JWT_SECRET", ""),
+            ("JWT_PUBLIC_KEY", path.to_str().unwrap()),
+        ],
+    )
+    .await;
     let key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
-    assert_eq!(status_with(&app, &sign(Algorithm::ES256, &key, valid_claims("carol"), None)).await.0, 200);
+    assert_eq!(
+        status_with(
+            &app,
+            &sign(Algorithm::ES256, &key, valid_claims("carol"), None)
+        )
+        .await
+        .0,
+        200
+    );
     let tampered = sign(Algorithm::ES256, &key, valid_claims("carol"), None).replace('.', ".x");
     assert_refused(&app, &tampered, "").await;
 }
@@ -125,35 +216,111 @@ async fn es256_public_key_from_a_file() {
 #[tokio::test]
 async fn jwks_file_selects_the_key_by_kid() {
     let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwks.json");
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("JWT_SECRET", ""), ("JWT_JWKS_URL", jwks)]).await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[("JWT_SECRET", ""), ("JWT_JWKS_URL", jwks)],
+    )
+    .await;
     let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
-    assert_eq!(status_with(&app, &sign(Algorithm::RS256, &key, valid_claims("dave"), Some("test-rsa-1"))).await.0, 200);
+    assert_eq!(
+        status_with(
+            &app,
+            &sign(
+                Algorithm::RS256,
+                &key,
+                valid_claims("dave"),
+                Some("test-rsa-1")
+            )
+        )
+        .await
+        .0,
+        200
+    );
     // A set with one key also accepts a token without kid.
-    assert_eq!(status_with(&app, &sign(Algorithm::RS256, &key, valid_claims("dave"), None)).await.0, 200);
-    assert_refused(&app, &sign(Algorithm::RS256, &key, valid_claims("dave"), Some("unknown-kid")), "unknown").await;
-    let switched = sign(Algorithm::HS256, &EncodingKey::from_secret(b"x"), valid_claims("dave"), Some("test-rsa-1"));
+    assert_eq!(
+        status_with(
+            &app,
+            &sign(Algorithm::RS256, &key, valid_claims("dave"), None)
+        )
+        .await
+        .0,
+        200
+    );
+    assert_refused(
+        &app,
+        &sign(
+            Algorithm::RS256,
+            &key,
+            valid_claims("dave"),
+            Some("unknown-kid"),
+        ),
+        "unknown",
+    )
+    .await;
+    let switched = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"x"),
+        valid_claims("dave"),
+        Some("test-rsa-1"),
+    );
     assert_refused(&app, &switched, "algorithm").await;
 }
 
 #[tokio::test]
 async fn issuer_and_audience_when_configured() {
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("JWT_ISSUER", "https://auth.example"), ("JWT_AUDIENCE", "palaver")]).await;
-    let good = hs(json!({"sub": "erin", "exp": now() + 600, "iss": "https://auth.example", "aud": "palaver"}));
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("JWT_ISSUER", "https://auth.example"),
+            ("JWT_AUDIENCE", "palaver"),
+        ],
+    )
+    .await;
+    let good = hs(
+        json!({"sub": "erin", "exp": now() + 600, "iss": "https://auth.example", "aud": "palaver"}),
+    );
     assert_eq!(status_with(&app, &good).await.0, 200);
-    assert_refused(&app, &hs(json!({"sub": "erin", "exp": now() + 600, "iss": "https://evil", "aud": "palaver"})), "issuer").await;
+    assert_refused(
+        &app,
+        &hs(json!({"sub": "erin", "exp": now() + 600, "iss": "https://evil", "aud": "palaver"})),
+        "issuer",
+    )
+    .await;
     assert_refused(&app, &hs(json!({"sub": "erin", "exp": now() + 600, "iss": "https://auth.example", "aud": "other"})), "audience").await;
     assert_refused(&app, &hs(json!({"sub": "erin", "exp": now() + 600})), "").await;
-    let minted = palaver::auth::mint_hs256(SECRET.as_bytes(), "erin", Duration::from_secs(60), Some("https://auth.example"), Some("palaver")).unwrap();
+    let minted = palaver::auth::mint_hs256(
+        SECRET.as_bytes(),
+        "erin",
+        Duration::from_secs(60),
+        Some("https://auth.example"),
+        Some("palaver"),
+    )
+    .unwrap();
     assert_eq!(status_with(&app, &minted).await.0, 200);
 }
 
 #[tokio::test]
 async fn identity_comes_from_the_token_alone() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let created = app.create_conversation("frank", json!({"title": "mine", "userId": "someone-else"})).await;
+    let created = app
+        .create_conversation("frank", json!({"title": "mine", "userId": "someone-else"}))
+        .await;
     assert_eq!(created.status, 201);
     assert_eq!(created.body["userId"], "frank");
-    let user = app.state.store.get_user("frank").await.unwrap().expect("user row created on first sight");
+    let user = app
+        .state
+        .store
+        .get_user("frank")
+        .await
+        .unwrap()
+        .expect("user row created on first sight");
     assert_eq!(user.total_tokens_used, 0);
-    assert!(app.state.store.get_user("someone-else").await.unwrap().is_none());
+    assert!(
+        app.state
+            .store
+            .get_user("someone-else")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -52,7 +52,10 @@ impl Format {
         match self {
             Format::OpenAi => {
                 for m in body["messages"].as_array().unwrap() {
-                    out.push((m["role"].as_str().unwrap().to_owned(), m["content"].as_str().unwrap().to_owned()));
+                    out.push((
+                        m["role"].as_str().unwrap().to_owned(),
+                        m["content"].as_str().unwrap().to_owned(),
+                    ));
                 }
             }
             Format::Anthropic => {
@@ -72,8 +75,15 @@ impl Format {
                     out.push(("system".into(), system.to_owned()));
                 }
                 for m in body["contents"].as_array().unwrap() {
-                    let role = if m["role"] == "model" { "assistant" } else { "user" };
-                    out.push((role.to_owned(), m["parts"][0]["text"].as_str().unwrap().to_owned()));
+                    let role = if m["role"] == "model" {
+                        "assistant"
+                    } else {
+                        "user"
+                    };
+                    out.push((
+                        role.to_owned(),
+                        m["parts"][0]["text"].as_str().unwrap().to_owned(),
+                    ));
                 }
             }
         }
@@ -104,7 +114,11 @@ async fn spawn(format: Format, backend: Backend, extra: &[(&str, &str)]) -> (Tes
 }
 
 fn chat_requests(mock: &MockLlm) -> Vec<Value> {
-    mock.requests().into_iter().filter(|r| r.method == "POST").map(|r| r.body).collect()
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.body)
+        .collect()
 }
 
 /// Parses an SSE body into (event, payload) pairs.
@@ -142,17 +156,30 @@ async fn plain_chat_history_and_parameters_for_every_format() {
             assert_eq!(b["model"], format.model());
             assert_eq!(b["finishReason"], "stop");
             let usage = &b["usage"];
-            assert_eq!(usage["completionTokens"], 5, "the provider's reported usage is used: {b}");
-            assert_eq!(usage["totalTokens"], usage["promptTokens"].as_u64().unwrap() + 5);
+            assert_eq!(
+                usage["completionTokens"], 5,
+                "the provider's reported usage is used: {b}"
+            );
+            assert_eq!(
+                usage["totalTokens"],
+                usage["promptTokens"].as_u64().unwrap() + 5
+            );
             assert_eq!(b["tokens"], usage["totalTokens"]);
             let conversation = b["conversationId"].as_str().unwrap().to_owned();
 
             let body = chat_requests(&mock).pop().unwrap();
-            assert_eq!(format.temperature(&body), json!(0.0), "temperature 0 is sent as 0: {body}");
+            assert_eq!(
+                format.temperature(&body),
+                json!(0.0),
+                "temperature 0 is sent as 0: {body}"
+            );
             assert_eq!(format.max_tokens(&body), json!(50));
             assert_eq!(
                 format.sent_messages(&body),
-                vec![("system".into(), "Be brief.".into()), ("user".into(), "hello there".into())]
+                vec![
+                    ("system".into(), "Be brief.".into()),
+                    ("user".into(), "hello there".into())
+                ]
             );
 
             let second = app.chat("alice", json!({"message": "and again", "conversationId": conversation, "model": format.model()})).await;
@@ -196,19 +223,31 @@ async fn streamed_chat_over_sse_for_every_format() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
         let events = parse_sse(&response.text().await.unwrap());
         let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names[0], "chat:conversation");
         assert_eq!(names[1], "chat:user-message");
         assert_eq!(*names.last().unwrap(), "chat:end", "{names:?}");
-        let chunks: Vec<&Value> = events.iter().filter(|(n, _)| n == "chat:message").map(|(_, p)| p).collect();
+        let chunks: Vec<&Value> = events
+            .iter()
+            .filter(|(n, _)| n == "chat:message")
+            .map(|(_, p)| p)
+            .collect();
         assert_eq!(chunks.len(), 30);
         for (i, chunk) in chunks.iter().enumerate() {
             assert_eq!(chunk["index"], i);
             assert_eq!(chunk["isComplete"], false);
         }
-        let text: String = chunks.iter().map(|c| c["content"].as_str().unwrap()).collect();
+        let text: String = chunks
+            .iter()
+            .map(|c| c["content"].as_str().unwrap())
+            .collect();
         let end = &events.last().unwrap().1;
         assert_eq!(end["content"], text.as_str());
         assert_eq!(end["finishReason"], "stop");
@@ -224,49 +263,105 @@ async fn streamed_chat_over_sse_for_every_format() {
 async fn retries_then_success_and_sanitised_failures() {
     for format in FORMATS {
         eprintln!("format {format:?}");
-        let (app, mock) = spawn(format, Backend::Sqlite, &[("PROVIDER_FIRST_BYTE_TIMEOUT_MS", "500")]).await;
+        let (app, mock) = spawn(
+            format,
+            Backend::Sqlite,
+            &[("PROVIDER_FIRST_BYTE_TIMEOUT_MS", "500")],
+        )
+        .await;
         let model = format.model();
 
-        mock.push_fault(Fault::Status { status: 429, retry_after: Some(1), body: None });
+        mock.push_fault(Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+            body: None,
+        });
         let start = std::time::Instant::now();
-        let ok = app.chat("rita", json!({"message": "hi", "model": model})).await;
+        let ok = app
+            .chat("rita", json!({"message": "hi", "model": model}))
+            .await;
         assert_eq!(ok.status, 200, "{}", ok.body);
-        assert!(start.elapsed() >= std::time::Duration::from_millis(900), "Retry-After honoured");
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(900),
+            "Retry-After honoured"
+        );
         assert_eq!(chat_requests(&mock).len(), 2);
 
         mock.clear();
-        mock.push_fault(Fault::Status { status: 503, retry_after: None, body: None });
-        mock.push_fault(Fault::Status { status: 500, retry_after: None, body: None });
-        assert_eq!(app.chat("rita", json!({"message": "hi", "model": model})).await.status, 200);
+        mock.push_fault(Fault::Status {
+            status: 503,
+            retry_after: None,
+            body: None,
+        });
+        mock.push_fault(Fault::Status {
+            status: 500,
+            retry_after: None,
+            body: None,
+        });
+        assert_eq!(
+            app.chat("rita", json!({"message": "hi", "model": model}))
+                .await
+                .status,
+            200
+        );
         assert_eq!(chat_requests(&mock).len(), 3);
 
         mock.clear();
         for _ in 0..3 {
-            mock.push_fault(Fault::Status { status: 500, retry_after: None, body: None });
+            mock.push_fault(Fault::Status {
+                status: 500,
+                retry_after: None,
+                body: None,
+            });
         }
-        let failed = app.chat("rita", json!({"message": "will fail", "model": model})).await;
+        let failed = app
+            .chat("rita", json!({"message": "will fail", "model": model}))
+            .await;
         failed.assert_error(502, "upstream_error");
         assert_eq!(chat_requests(&mock).len(), 3, "at most 3 attempts");
         let text = failed.body.to_string();
-        assert!(!text.contains("mock-upstream-secret-detail"), "upstream body leaked: {text}");
-        assert!(!text.contains("sk-") && !text.contains("AIza"), "key leaked: {text}");
+        assert!(
+            !text.contains("mock-upstream-secret-detail"),
+            "upstream body leaked: {text}"
+        );
+        assert!(
+            !text.contains("sk-") && !text.contains("AIza"),
+            "key leaked: {text}"
+        );
 
         mock.clear();
-        mock.push_fault(Fault::Status { status: 400, retry_after: None, body: None });
-        app.chat("rita", json!({"message": "bad", "model": model})).await.assert_error(502, "upstream_error");
+        mock.push_fault(Fault::Status {
+            status: 400,
+            retry_after: None,
+            body: None,
+        });
+        app.chat("rita", json!({"message": "bad", "model": model}))
+            .await
+            .assert_error(502, "upstream_error");
         assert_eq!(chat_requests(&mock).len(), 1, "4xx is not retried");
 
         mock.clear();
         for _ in 0..3 {
             mock.push_fault(Fault::Hang);
         }
-        let timeout = app.chat("rita", json!({"message": "slow", "model": model})).await;
+        let timeout = app
+            .chat("rita", json!({"message": "slow", "model": model}))
+            .await;
         timeout.assert_error(504, "upstream_timeout");
 
         // The user messages of failed exchanges stay stored.
         let list = app.list_conversations("rita", "?limit=100").await.body;
-        let total_messages: i64 = list["data"].as_array().unwrap().iter().map(|c| c["messageCount"].as_i64().unwrap()).sum();
-        assert_eq!(total_messages, 2 * 2 + 3, "two exchanges plus three lone user messages");
+        let total_messages: i64 = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["messageCount"].as_i64().unwrap())
+            .sum();
+        assert_eq!(
+            total_messages,
+            2 * 2 + 3,
+            "two exchanges plus three lone user messages"
+        );
     }
 }
 
@@ -274,15 +369,31 @@ async fn retries_then_success_and_sanitised_failures() {
 async fn usage_and_cost_are_recorded() {
     for backend in backends() {
         let (app, _mock) = spawn(Format::OpenAi, backend, &[]).await;
-        let r = app.chat("uma", json!({"message": "one two three", "model": "gpt-4"})).await;
+        let r = app
+            .chat("uma", json!({"message": "one two three", "model": "gpt-4"}))
+            .await;
         assert_eq!(r.status, 200);
         let prompt = r.body["usage"]["promptTokens"].as_i64().unwrap();
         let completion = r.body["usage"]["completionTokens"].as_i64().unwrap();
-        let e = app.request(Method::POST, "/api/v1/ai/embeddings", Some(&app.token("uma")), Some(json!({"text": "a b c d"}))).await;
+        let e = app
+            .request(
+                Method::POST,
+                "/api/v1/ai/embeddings",
+                Some(&app.token("uma")),
+                Some(json!({"text": "a b c d"})),
+            )
+            .await;
         assert_eq!(e.status, 200);
         let embed_tokens = e.body["tokens"].as_i64().unwrap();
 
-        let usage = app.request(Method::GET, "/api/v1/ai/usage", Some(&app.token("uma")), None).await;
+        let usage = app
+            .request(
+                Method::GET,
+                "/api/v1/ai/usage",
+                Some(&app.token("uma")),
+                None,
+            )
+            .await;
         assert_eq!(usage.status, 200);
         let u = &usage.body;
         assert_eq!(u["promptTokens"], prompt + embed_tokens);
@@ -292,8 +403,12 @@ async fn usage_and_cost_are_recorded() {
         assert_eq!(u["conversationsCount"], 1);
         assert_eq!(u["messagesCount"], 2);
         assert!(u["lastUsed"].is_string());
-        let expected = (prompt as f64 * 30.0 + completion as f64 * 60.0 + embed_tokens as f64 * 0.02) / 1e6;
-        assert!((u["costUsd"].as_f64().unwrap() - expected).abs() < 1e-9, "{u}");
+        let expected =
+            (prompt as f64 * 30.0 + completion as f64 * 60.0 + embed_tokens as f64 * 0.02) / 1e6;
+        assert!(
+            (u["costUsd"].as_f64().unwrap() - expected).abs() < 1e-9,
+            "{u}"
+        );
         let by_model = u["byModel"].as_array().unwrap();
         assert_eq!(by_model.len(), 2);
         assert_eq!(by_model[0]["model"], "gpt-4");
@@ -307,31 +422,73 @@ async fn usage_and_cost_are_recorded() {
 async fn embeddings_in_both_forms() {
     let (app, mock) = spawn(Format::OpenAi, Backend::Sqlite, &[]).await;
     let token = app.token("eve");
-    let single = app.request(Method::POST, "/api/v1/ai/embeddings", Some(&token), Some(json!({"text": "hello"}))).await;
+    let single = app
+        .request(
+            Method::POST,
+            "/api/v1/ai/embeddings",
+            Some(&token),
+            Some(json!({"text": "hello"})),
+        )
+        .await;
     assert_eq!(single.status, 200, "{}", single.body);
     assert_eq!(single.body["model"], "text-embedding-3-small");
     assert_eq!(single.body["embedding"].as_array().unwrap().len(), 1536);
     assert!(single.body["tokens"].as_u64().unwrap() >= 1);
 
     let batch = app
-        .request(Method::POST, "/api/v1/ai/embeddings", Some(&token), Some(json!({"input": ["a", "hello", "c"], "model": "text-embedding-3-large"})))
+        .request(
+            Method::POST,
+            "/api/v1/ai/embeddings",
+            Some(&token),
+            Some(json!({"input": ["a", "hello", "c"], "model": "text-embedding-3-large"})),
+        )
         .await;
     assert_eq!(batch.status, 200, "{}", batch.body);
     assert_eq!(batch.body["model"], "text-embedding-3-large");
     let data = batch.body["data"].as_array().unwrap();
     assert_eq!(data.len(), 3);
     assert_eq!(data[1]["index"], 1);
-    assert_eq!(data[1]["embedding"], single.body["embedding"], "same text, same vector, in input order");
+    assert_eq!(
+        data[1]["embedding"], single.body["embedding"],
+        "same text, same vector, in input order"
+    );
     assert!(batch.body["usage"]["promptTokens"].as_u64().unwrap() >= 3);
-    assert_eq!(batch.body["usage"]["totalTokens"], batch.body["usage"]["promptTokens"]);
-    let sent = mock.requests().into_iter().filter(|r| r.path.ends_with("/embeddings")).last().unwrap();
+    assert_eq!(
+        batch.body["usage"]["totalTokens"],
+        batch.body["usage"]["promptTokens"]
+    );
+    let sent = mock
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/embeddings"))
+        .unwrap();
     assert_eq!(sent.body["input"], json!(["a", "hello", "c"]));
 
-    let one_string = app.request(Method::POST, "/api/v1/ai/embeddings", Some(&token), Some(json!({"input": "x"}))).await;
+    let one_string = app
+        .request(
+            Method::POST,
+            "/api/v1/ai/embeddings",
+            Some(&token),
+            Some(json!({"input": "x"})),
+        )
+        .await;
     assert_eq!(one_string.body["data"].as_array().unwrap().len(), 1);
 
-    for bad in [json!({}), json!({"input": []}), json!({"text": ""}), json!({"text": "a", "input": "b"}), json!({"input": [1, 2]})] {
-        let r = app.request(Method::POST, "/api/v1/ai/embeddings", Some(&token), Some(bad.clone())).await;
+    for bad in [
+        json!({}),
+        json!({"input": []}),
+        json!({"text": ""}),
+        json!({"text": "a", "input": "b"}),
+        json!({"input": [1, 2]}),
+    ] {
+        let r = app
+            .request(
+                Method::POST,
+                "/api/v1/ai/embeddings",
+                Some(&token),
+                Some(bad.clone()),
+            )
+            .await;
         r.assert_error(400, "validation_failed");
     }
 }
@@ -347,18 +504,35 @@ async fn chat_validation() {
         (json!({"message": "hi", "maxTokens": 0}), "maxTokens"),
         (json!({"message": "hi", "maxTokens": 8001}), "maxTokens"),
         (json!({"message": "hi", "temperature": 2.5}), "temperature"),
-        (json!({"message": "hi", "temperature": "hot"}), "temperature"),
-        (json!({"message": "hi", "conversationId": "nope"}), "conversationId"),
+        (
+            json!({"message": "hi", "temperature": "hot"}),
+            "temperature",
+        ),
+        (
+            json!({"message": "hi", "conversationId": "nope"}),
+            "conversationId",
+        ),
     ] {
         let r = app.chat("val", body.clone()).await;
         r.assert_error(400, "validation_failed");
         assert_eq!(r.body["errors"][0]["field"], field, "{body}: {}", r.body);
     }
-    let unknown = app.chat("val", json!({"message": "hi", "conversationId": uuid::Uuid::now_v7()})).await;
+    let unknown = app
+        .chat(
+            "val",
+            json!({"message": "hi", "conversationId": uuid::Uuid::now_v7()}),
+        )
+        .await;
     unknown.assert_error(404, "not_found");
     let other = app.create_conversation("owner", json!({})).await.body["id"].clone();
-    app.chat("val", json!({"message": "hi", "conversationId": other})).await.assert_error(404, "not_found");
-    assert_eq!(app.list_conversations("val", "").await.body["meta"]["total"], 0, "nothing stored");
+    app.chat("val", json!({"message": "hi", "conversationId": other}))
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(
+        app.list_conversations("val", "").await.body["meta"]["total"],
+        0,
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
@@ -367,12 +541,32 @@ async fn built_in_mock_provider_answers_without_keys() {
     let ready = app.request(Method::GET, "/ready", None, None).await;
     assert_eq!(ready.body["mockProvider"], true);
     assert!(ready.body["warning"].as_str().unwrap().contains("mock"));
-    let r = app.chat("newbie", json!({"message": "does this work?", "userId": "ignored"})).await;
+    let r = app
+        .chat(
+            "newbie",
+            json!({"message": "does this work?", "userId": "ignored"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["model"], "mock");
-    assert!(r.body["content"].as_str().unwrap().contains("You said: does this work?"));
-    assert!(r.body["usage"]["promptTokens"].as_u64().unwrap() > 0, "counted with tiktoken when the provider reports nothing");
-    let e = app.request(Method::POST, "/api/v1/ai/embeddings", Some(&app.token("newbie")), Some(json!({"text": "x"}))).await;
+    assert!(
+        r.body["content"]
+            .as_str()
+            .unwrap()
+            .contains("You said: does this work?")
+    );
+    assert!(
+        r.body["usage"]["promptTokens"].as_u64().unwrap() > 0,
+        "counted with tiktoken when the provider reports nothing"
+    );
+    let e = app
+        .request(
+            Method::POST,
+            "/api/v1/ai/embeddings",
+            Some(&app.token("newbie")),
+            Some(json!({"text": "x"})),
+        )
+        .await;
     assert_eq!(e.status, 200);
     assert_eq!(e.body["model"], "mock");
 }
@@ -380,10 +574,20 @@ async fn built_in_mock_provider_answers_without_keys() {
 #[tokio::test]
 async fn unconfigured_provider_families_are_refused_clearly() {
     let (app, _mock) = spawn(Format::OpenAi, Backend::Sqlite, &[("OPENAI_BASE_URL", "")]).await;
-    let r = app.chat("ann", json!({"message": "hi", "model": "anthropic/claude-3-5-haiku-latest"})).await;
+    let r = app
+        .chat(
+            "ann",
+            json!({"message": "hi", "model": "anthropic/claude-3-5-haiku-latest"}),
+        )
+        .await;
     r.assert_error(400, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "model");
-    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("anthropic"));
+    assert!(
+        r.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic")
+    );
 }
 
 #[tokio::test]
@@ -410,5 +614,9 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     assert_eq!(response.status(), 200, "the in-flight request finished");
     let body: Value = response.json().await.unwrap();
     let id = body["conversationId"].as_str().unwrap().parse().unwrap();
-    assert_eq!(store.list_messages(id).await.unwrap().len(), 2, "and its reply was stored");
+    assert_eq!(
+        store.list_messages(id).await.unwrap().len(),
+        2,
+        "and its reply was stored"
+    );
 }

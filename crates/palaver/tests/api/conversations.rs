@@ -19,7 +19,11 @@ async fn add_message(app: &TestApp, conversation: &str, content: &str) {
         metadata: json!({}),
         created_at: store::now(),
     };
-    app.state.store.append_message(&message, None).await.unwrap();
+    app.state
+        .store
+        .append_message(&message, None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -65,7 +69,10 @@ async fn create_get_list_delete_on(backend: Backend) {
 
     let list = app.list_conversations("alice", "").await;
     assert_eq!(list.status, 200);
-    assert_eq!(list.body["meta"], json!({"total": 2, "page": 1, "limit": 20, "totalPages": 1}));
+    assert_eq!(
+        list.body["meta"],
+        json!({"total": 2, "page": 1, "limit": 20, "totalPages": 1})
+    );
     assert_eq!(list.body["data"][0]["id"], first_id.as_str());
     assert_eq!(list.body["data"][0]["messageCount"], 2);
     assert_eq!(list.body["data"][1]["id"], full_id.as_str());
@@ -85,10 +92,20 @@ async fn create_get_list_delete_on(backend: Backend) {
     let deleted = app.delete_conversation("alice", &first_id).await;
     assert_eq!(deleted.status, 204);
     assert!(deleted.body.is_null());
-    app.get_conversation("alice", &first_id).await.assert_error(404, "not_found");
-    assert!(app.state.store.list_messages(id).await.unwrap().is_empty(), "messages go with the conversation");
-    app.delete_conversation("alice", &first_id).await.assert_error(404, "not_found");
-    assert_eq!(app.list_conversations("alice", "").await.body["meta"]["total"], 1);
+    app.get_conversation("alice", &first_id)
+        .await
+        .assert_error(404, "not_found");
+    assert!(
+        app.state.store.list_messages(id).await.unwrap().is_empty(),
+        "messages go with the conversation"
+    );
+    app.delete_conversation("alice", &first_id)
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(
+        app.list_conversations("alice", "").await.body["meta"]["total"],
+        1
+    );
 }
 
 #[tokio::test]
@@ -98,13 +115,23 @@ async fn pagination() {
         let app = TestApp::spawn(backend).await;
         let mut ids = Vec::new();
         for i in 0..5 {
-            let r = app.create_conversation("paula", json!({"title": format!("c{i}")})).await;
+            let r = app
+                .create_conversation("paula", json!({"title": format!("c{i}")}))
+                .await;
             ids.push(r.body["id"].as_str().unwrap().to_owned());
         }
         let page2 = app.list_conversations("paula", "?page=2&limit=2").await;
         assert_eq!(page2.status, 200);
-        assert_eq!(page2.body["meta"], json!({"total": 5, "page": 2, "limit": 2, "totalPages": 3}));
-        let titles: Vec<_> = page2.body["data"].as_array().unwrap().iter().map(|c| c["title"].clone()).collect();
+        assert_eq!(
+            page2.body["meta"],
+            json!({"total": 5, "page": 2, "limit": 2, "totalPages": 3})
+        );
+        let titles: Vec<_> = page2.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["title"].clone())
+            .collect();
         assert_eq!(titles, vec![json!("c2"), json!("c1")], "newest first");
         let page3 = app.list_conversations("paula", "?page=3&limit=2").await;
         assert_eq!(page3.body["data"].as_array().unwrap().len(), 1);
@@ -112,12 +139,20 @@ async fn pagination() {
         assert_eq!(beyond.status, 200);
         assert!(beyond.body["data"].as_array().unwrap().is_empty());
 
-        for (query, field) in [("?limit=0", "limit"), ("?limit=101", "limit"), ("?page=0", "page"), ("?limit=abc", "limit")] {
+        for (query, field) in [
+            ("?limit=0", "limit"),
+            ("?limit=101", "limit"),
+            ("?page=0", "page"),
+            ("?limit=abc", "limit"),
+        ] {
             let r = app.list_conversations("paula", query).await;
             r.assert_error(400, "validation_failed");
             assert_eq!(r.body["errors"][0]["field"], field, "{query}: {}", r.body);
         }
-        assert_eq!(app.list_conversations("paula", "?limit=100").await.status, 200);
+        assert_eq!(
+            app.list_conversations("paula", "?limit=100").await.status,
+            200
+        );
     }
 }
 
@@ -126,15 +161,27 @@ async fn another_users_conversation_is_not_found_for_every_verb() {
     for backend in backends() {
         eprintln!("backend: {backend:?}");
         let app = TestApp::spawn(backend).await;
-        let r = app.create_conversation("owner", json!({"title": "private"})).await;
+        let r = app
+            .create_conversation("owner", json!({"title": "private"}))
+            .await;
         let id = r.body["id"].as_str().unwrap().to_owned();
 
         let get = app.get_conversation("intruder", &id).await;
         get.assert_error(404, "not_found");
-        let unknown = app.get_conversation("intruder", &Uuid::now_v7().to_string()).await;
-        assert_eq!(get.body["message"], unknown.body["message"], "a foreign id looks exactly like a missing one");
-        app.delete_conversation("intruder", &id).await.assert_error(404, "not_found");
-        assert_eq!(app.list_conversations("intruder", "").await.body["meta"]["total"], 0);
+        let unknown = app
+            .get_conversation("intruder", &Uuid::now_v7().to_string())
+            .await;
+        assert_eq!(
+            get.body["message"], unknown.body["message"],
+            "a foreign id looks exactly like a missing one"
+        );
+        app.delete_conversation("intruder", &id)
+            .await
+            .assert_error(404, "not_found");
+        assert_eq!(
+            app.list_conversations("intruder", "").await.body["meta"]["total"],
+            0
+        );
         // Still there for its owner.
         assert_eq!(app.get_conversation("owner", &id).await.status, 200);
 
@@ -150,37 +197,77 @@ async fn bad_bodies_get_clear_errors() {
     let token = app.token("vera");
     let url = format!("{}/api/v1/ai/conversations", app.base);
 
-    let malformed = app.raw(app.client.post(&url).bearer_auth(&token).header("content-type", "application/json").body("{\"title\": ")).await;
+    let malformed = app
+        .raw(
+            app.client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body("{\"title\": "),
+        )
+        .await;
     malformed.assert_error(400, "validation_failed");
-    assert!(malformed.body["errors"][0]["message"].as_str().unwrap().contains("Malformed JSON"));
+    assert!(
+        malformed.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Malformed JSON")
+    );
 
     let wrong_type = app.create_conversation("vera", json!({"title": 42})).await;
     wrong_type.assert_error(400, "validation_failed");
     assert_eq!(wrong_type.body["errors"][0]["field"], "title");
 
-    let long_title = app.create_conversation("vera", json!({"title": "x".repeat(201)})).await;
+    let long_title = app
+        .create_conversation("vera", json!({"title": "x".repeat(201)}))
+        .await;
     long_title.assert_error(400, "validation_failed");
     assert_eq!(long_title.body["errors"][0]["field"], "title");
 
-    let metadata = app.create_conversation("vera", json!({"metadata": [1, 2]})).await;
+    let metadata = app
+        .create_conversation("vera", json!({"metadata": [1, 2]}))
+        .await;
     metadata.assert_error(400, "validation_failed");
     assert_eq!(metadata.body["errors"][0]["field"], "metadata");
 
-    let not_object = app.raw(app.client.post(&url).bearer_auth(&token).header("content-type", "application/json").body("[]")).await;
+    let not_object = app
+        .raw(
+            app.client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body("[]"),
+        )
+        .await;
     not_object.assert_error(400, "validation_failed");
 
-    let huge = app.create_conversation("vera", json!({"title": "t", "metadata": {"blob": "y".repeat(4096)}})).await;
+    let huge = app
+        .create_conversation(
+            "vera",
+            json!({"title": "t", "metadata": {"blob": "y".repeat(4096)}}),
+        )
+        .await;
     huge.assert_error(413, "payload_too_large");
 
     let chunked = app
-        .raw(app.client.post(&url).bearer_auth(&token).body(reqwest::Body::wrap_stream(futures::stream::iter(
-            (0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])),
-        ))))
+        .raw(
+            app.client
+                .post(&url)
+                .bearer_auth(&token)
+                .body(reqwest::Body::wrap_stream(futures::stream::iter(
+                    (0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])),
+                ))),
+        )
         .await;
     chunked.assert_error(413, "payload_too_large");
 
     // Nothing was stored by any of the refused requests.
-    assert_eq!(app.list_conversations("vera", "").await.body["meta"]["total"], 0);
-    let unknown_method = app.request(Method::PUT, "/api/v1/ai/conversations", Some(&token), None).await;
+    assert_eq!(
+        app.list_conversations("vera", "").await.body["meta"]["total"],
+        0
+    );
+    let unknown_method = app
+        .request(Method::PUT, "/api/v1/ai/conversations", Some(&token), None)
+        .await;
     assert_eq!(unknown_method.status, 405);
 }

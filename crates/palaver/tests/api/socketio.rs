@@ -10,10 +10,22 @@ use crate::support::db::{Backend, backends, postgres_url, redis_url};
 use crate::support::node::SocketDriver;
 
 /// Palaver on `backend` with mock-llm (OpenAI format) upstream, streaming `tokens_per_sec`.
-async fn spawn(backend: Backend, tokens_per_sec: Option<f64>, extra: &[(&str, &str)]) -> (TestApp, MockLlm) {
-    let mock = MockLlm::start(MockConfig { tokens_per_sec, ..MockConfig::default() }).await.unwrap();
+async fn spawn(
+    backend: Backend,
+    tokens_per_sec: Option<f64>,
+    extra: &[(&str, &str)],
+) -> (TestApp, MockLlm) {
+    let mock = MockLlm::start(MockConfig {
+        tokens_per_sec,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     let base = format!("{}/v1", mock.base_url());
-    let mut vars = vec![("OPENAI_API_KEY", "sk-test-openai-key"), ("OPENAI_BASE_URL", base.as_str())];
+    let mut vars = vec![
+        ("OPENAI_API_KEY", "sk-test-openai-key"),
+        ("OPENAI_BASE_URL", base.as_str()),
+    ];
     vars.extend_from_slice(extra);
     (TestApp::spawn_with(backend, &vars).await, mock)
 }
@@ -38,7 +50,9 @@ async fn wait_for_messages(app: &TestApp, user: &str, conversation: &str, n: usi
 
 #[tokio::test]
 async fn handshakes_without_a_valid_token_are_refused() {
-    let Some(mut io) = SocketDriver::start().await else { return };
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
     let app = TestApp::spawn(Backend::Sqlite).await;
     let forged = {
         let mut t = app.token("alice");
@@ -60,10 +74,15 @@ async fn handshakes_without_a_valid_token_are_refused() {
     ];
     for (id, token, says) in cases {
         io.open(id, &app.base, token).await;
-        let first = io.wait(|v| v["id"] == id && (v["kind"] == "connect" || v["kind"] == "connect_error")).await;
+        let first = io
+            .wait(|v| v["id"] == id && (v["kind"] == "connect" || v["kind"] == "connect_error"))
+            .await;
         assert_eq!(first["kind"], "connect_error", "{id}: {first}");
         let message = first["message"].as_str().unwrap();
-        assert!(message.contains(says), "{id}: `{message}` should say `{says}`");
+        assert!(
+            message.contains(says),
+            "{id}: `{message}` should say `{says}`"
+        );
     }
     // A valid token is accepted.
     io.connect("ok", &app.base, &app.token("alice")).await;
@@ -71,31 +90,50 @@ async fn handshakes_without_a_valid_token_are_refused() {
 
 #[tokio::test]
 async fn a_stream_emits_events_in_order_and_chunks_make_the_stored_reply() {
-    let Some(mut io) = SocketDriver::start().await else { return };
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
     for backend in backends() {
         let (app, _mock) = spawn(backend, None, &[]).await;
         io.connect("a", &app.base, &app.token("alice")).await;
         let ack = io
             .emit_ack("a", "chat:start", json!({"message": "tell me [[mock:words=25]]", "model": "gpt-4o-mini", "userId": "ignored"}))
             .await;
-        let conversation = ack["conversationId"].as_str().unwrap_or_else(|| panic!("ack: {ack}")).to_owned();
-        let events = io.events_until("a", &["chat:end", "chat:error", "chat:stopped"]).await;
+        let conversation = ack["conversationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("ack: {ack}"))
+            .to_owned();
+        let events = io
+            .events_until("a", &["chat:end", "chat:error", "chat:stopped"])
+            .await;
         let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names[0], "chat:conversation", "{backend}: {names:?}");
         assert_eq!(names[1], "chat:user-message");
-        assert!(names[2..names.len() - 1].iter().all(|n| *n == "chat:message"), "{names:?}");
+        assert!(
+            names[2..names.len() - 1]
+                .iter()
+                .all(|n| *n == "chat:message"),
+            "{names:?}"
+        );
         assert_eq!(*names.last().unwrap(), "chat:end", "{backend}: {events:?}");
         assert_eq!(events[0].1["conversationId"], conversation.as_str());
         assert_eq!(events[1].1["content"], "tell me [[mock:words=25]]");
 
-        let chunks: Vec<&Value> = events.iter().filter(|(n, _)| n == "chat:message").map(|(_, d)| d).collect();
+        let chunks: Vec<&Value> = events
+            .iter()
+            .filter(|(n, _)| n == "chat:message")
+            .map(|(_, d)| d)
+            .collect();
         assert_eq!(chunks.len(), 25, "{backend}: one chunk per word");
         for (i, chunk) in chunks.iter().enumerate() {
             assert_eq!(chunk["index"], i, "{backend}");
             assert_eq!(chunk["isComplete"], false);
             assert_eq!(chunk["conversationId"], conversation.as_str());
         }
-        let streamed: String = chunks.iter().map(|c| c["content"].as_str().unwrap()).collect();
+        let streamed: String = chunks
+            .iter()
+            .map(|c| c["content"].as_str().unwrap())
+            .collect();
         let end = &events.last().unwrap().1;
         assert_eq!(end["content"], streamed.as_str());
         assert_eq!(end["finishReason"], "stop");
@@ -104,12 +142,21 @@ async fn a_stream_emits_events_in_order_and_chunks_make_the_stored_reply() {
 
         let messages = stored_messages(&app, "alice", &conversation).await;
         assert_eq!(messages.len(), 2, "{backend}");
-        assert_eq!(messages[1]["content"], streamed.as_str(), "{backend}: chunks concatenate to the stored reply");
+        assert_eq!(
+            messages[1]["content"],
+            streamed.as_str(),
+            "{backend}: chunks concatenate to the stored reply"
+        );
         assert_eq!(messages[1]["id"], end["messageId"]);
         assert_eq!(messages[0]["id"], events[1].1["messageId"]);
 
         // A second exchange in the same conversation: no `chat:conversation` this time.
-        io.emit("a", "chat:start", json!({"message": "again", "conversationId": conversation})).await;
+        io.emit(
+            "a",
+            "chat:start",
+            json!({"message": "again", "conversationId": conversation}),
+        )
+        .await;
         let events = io.events_until("a", &["chat:end", "chat:error"]).await;
         assert_eq!(events[0].0, "chat:user-message", "{backend}");
         assert_eq!(events.last().unwrap().0, "chat:end");
@@ -121,7 +168,9 @@ async fn a_stream_emits_events_in_order_and_chunks_make_the_stored_reply() {
 
 #[tokio::test]
 async fn invalid_starts_get_chat_error_and_a_failed_ack() {
-    let Some(mut io) = SocketDriver::start().await else { return };
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
     let (app, _mock) = spawn(Backend::Sqlite, None, &[]).await;
     io.connect("a", &app.base, &app.token("alice")).await;
 
@@ -135,26 +184,50 @@ async fn invalid_starts_get_chat_error_and_a_failed_ack() {
     io.event("a", "chat:error").await;
 
     // Another user's conversation is not found.
-    let bobs = app.create_conversation("bob", json!({"title": "bob's"})).await.body["id"].as_str().unwrap().to_owned();
-    let ack = io.emit_ack("a", "chat:start", json!({"message": "hi", "conversationId": bobs})).await;
+    let bobs = app
+        .create_conversation("bob", json!({"title": "bob's"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ack = io
+        .emit_ack(
+            "a",
+            "chat:start",
+            json!({"message": "hi", "conversationId": bobs}),
+        )
+        .await;
     assert_eq!(ack["error"]["code"], "not_found", "{ack}");
     let error = io.event("a", "chat:error").await;
     assert_eq!(error["code"], "not_found");
-    assert!(stored_messages(&app, "bob", &bobs).await.is_empty(), "nothing was stored in bob's conversation");
+    assert!(
+        stored_messages(&app, "bob", &bobs).await.is_empty(),
+        "nothing was stored in bob's conversation"
+    );
 }
 
 #[tokio::test]
 async fn stop_cancels_the_upstream_and_stores_the_partial_reply() {
-    let Some(mut io) = SocketDriver::start().await else { return };
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
     let (app, mock) = spawn(Backend::Sqlite, Some(50.0), &[]).await;
     io.connect("a", &app.base, &app.token("alice")).await;
-    let ack = io.emit_ack("a", "chat:start", json!({"message": "long [[mock:words=500]]", "maxTokens": 4000})).await;
+    let ack = io
+        .emit_ack(
+            "a",
+            "chat:start",
+            json!({"message": "long [[mock:words=500]]", "maxTokens": 4000}),
+        )
+        .await;
     let conversation = ack["conversationId"].as_str().unwrap().to_owned();
     // Let a few chunks through, then stop.
     for _ in 0..3 {
         io.event("a", "chat:message").await;
     }
-    io.emit("a", "chat:stop", json!({"conversationId": conversation})).await;
+    io.emit("a", "chat:stop", json!({"conversationId": conversation}))
+        .await;
     let events = io.events_until("a", &["chat:stopped", "chat:end"]).await;
     let (last, stopped) = events.last().unwrap();
     assert_eq!(last, "chat:stopped", "{events:?}");
@@ -168,52 +241,104 @@ async fn stop_cancels_the_upstream_and_stores_the_partial_reply() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(mock.cancelled_streams(), 1, "the provider stream was cancelled");
+    assert_eq!(
+        mock.cancelled_streams(),
+        1,
+        "the provider stream was cancelled"
+    );
     assert_eq!(mock.open_streams(), 0);
 
     // No chat:end follows.
-    let late = io.wait_for(Duration::from_millis(500), &|v| v["event"] == "chat:end").await;
+    let late = io
+        .wait_for(Duration::from_millis(500), &|v| v["event"] == "chat:end")
+        .await;
     assert!(late.is_none(), "chat:end after a stop: {late:?}");
 
     let messages = stored_messages(&app, "alice", &conversation).await;
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1]["metadata"]["stopped"], true);
-    assert_eq!(messages[1]["content"], stopped["content"], "the stored partial reply is what was sent");
+    assert_eq!(
+        messages[1]["content"], stopped["content"],
+        "the stored partial reply is what was sent"
+    );
     let partial = messages[1]["content"].as_str().unwrap();
     assert!(partial.starts_with("Mock reply to:"), "{partial}");
-    assert!(partial.split_whitespace().count() < 500, "it really stopped");
+    assert!(
+        partial.split_whitespace().count() < 500,
+        "it really stopped"
+    );
 }
 
 #[tokio::test]
 async fn a_client_that_disconnects_mid_stream_still_gets_its_reply_stored() {
-    let Some(mut io) = SocketDriver::start().await else { return };
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
     for backend in backends() {
         let (app, mock) = spawn(backend, Some(200.0), &[]).await;
         io.connect("a", &app.base, &app.token("alice")).await;
-        let ack = io.emit_ack("a", "chat:start", json!({"message": "whole [[mock:words=60]]"})).await;
+        let ack = io
+            .emit_ack(
+                "a",
+                "chat:start",
+                json!({"message": "whole [[mock:words=60]]"}),
+            )
+            .await;
         let conversation = ack["conversationId"].as_str().unwrap().to_owned();
         io.event("a", "chat:message").await;
         io.disconnect("a").await;
         let messages = wait_for_messages(&app, "alice", &conversation, 2).await;
-        assert_eq!(messages[1]["content"].as_str().unwrap().split_whitespace().count(), 60, "{backend}: the whole reply");
+        assert_eq!(
+            messages[1]["content"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .count(),
+            60,
+            "{backend}: the whole reply"
+        );
         assert_eq!(messages[1]["metadata"]["finishReason"], "stop");
-        assert_eq!(mock.cancelled_streams(), 0, "{backend}: the upstream ran to the end");
+        assert_eq!(
+            mock.cancelled_streams(),
+            0,
+            "{backend}: the upstream ran to the end"
+        );
         app.stop().await;
     }
 }
 
 #[tokio::test]
 async fn stream_on_disconnect_stop_stores_the_partial_reply() {
-    let Some(mut io) = SocketDriver::start().await else { return };
-    let (app, mock) = spawn(Backend::Sqlite, Some(50.0), &[("STREAM_ON_DISCONNECT", "stop")]).await;
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
+    let (app, mock) = spawn(
+        Backend::Sqlite,
+        Some(50.0),
+        &[("STREAM_ON_DISCONNECT", "stop")],
+    )
+    .await;
     io.connect("a", &app.base, &app.token("alice")).await;
-    let ack = io.emit_ack("a", "chat:start", json!({"message": "cut [[mock:words=500]]", "maxTokens": 4000})).await;
+    let ack = io
+        .emit_ack(
+            "a",
+            "chat:start",
+            json!({"message": "cut [[mock:words=500]]", "maxTokens": 4000}),
+        )
+        .await;
     let conversation = ack["conversationId"].as_str().unwrap().to_owned();
     io.event("a", "chat:message").await;
     io.disconnect("a").await;
     let messages = wait_for_messages(&app, "alice", &conversation, 2).await;
     assert_eq!(messages[1]["metadata"]["stopped"], true);
-    assert!(messages[1]["content"].as_str().unwrap().split_whitespace().count() < 500);
+    assert!(
+        messages[1]["content"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count()
+            < 500
+    );
     for _ in 0..100 {
         if mock.cancelled_streams() > 0 {
             break;
@@ -225,23 +350,43 @@ async fn stream_on_disconnect_stop_stores_the_partial_reply() {
 
 #[tokio::test]
 async fn a_streaming_conversation_is_busy_but_others_run_in_parallel() {
-    let Some(mut io) = SocketDriver::start().await else { return };
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
     let (app, _mock) = spawn(Backend::Sqlite, Some(100.0), &[]).await;
     io.connect("a", &app.base, &app.token("alice")).await;
     io.connect("b", &app.base, &app.token("alice")).await;
-    let first = io.emit_ack("a", "chat:start", json!({"message": "one [[mock:words=40]]"})).await;
+    let first = io
+        .emit_ack(
+            "a",
+            "chat:start",
+            json!({"message": "one [[mock:words=40]]"}),
+        )
+        .await;
     let conversation = first["conversationId"].as_str().unwrap().to_owned();
     io.event("a", "chat:message").await;
 
     // The same conversation from another connection of the same user: busy.
-    let busy = io.emit_ack("b", "chat:start", json!({"message": "two", "conversationId": conversation})).await;
+    let busy = io
+        .emit_ack(
+            "b",
+            "chat:start",
+            json!({"message": "two", "conversationId": conversation}),
+        )
+        .await;
     assert_eq!(busy["error"]["code"], "conversation_busy", "{busy}");
     let error = io.event("b", "chat:error").await;
     assert_eq!(error["code"], "conversation_busy");
     assert_eq!(error["conversationId"], conversation.as_str());
 
     // A different conversation streams at the same time, on the same connection.
-    let second = io.emit_ack("a", "chat:start", json!({"message": "three [[mock:words=10]]"})).await;
+    let second = io
+        .emit_ack(
+            "a",
+            "chat:start",
+            json!({"message": "three [[mock:words=10]]"}),
+        )
+        .await;
     let other = second["conversationId"].as_str().unwrap().to_owned();
     assert_ne!(other, conversation);
     let mut ended = Vec::new();
@@ -263,7 +408,9 @@ async fn two_instances_on_one_redis_deliver_to_a_users_room() {
         eprintln!("skipped: needs PALAVER_TEST_REDIS_URL and PALAVER_TEST_DATABASE_URL");
         return;
     };
-    let Some(mut io) = SocketDriver::start().await else { return };
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
     let a = TestApp::spawn_with(Backend::Postgres, &[("REDIS_URL", &redis)]).await;
     let b = TestApp::spawn_with_db(&a, &[("REDIS_URL", &redis)]).await;
     let user = format!("room-{}", uuid::Uuid::new_v4().simple());
@@ -273,14 +420,26 @@ async fn two_instances_on_one_redis_deliver_to_a_users_room() {
 
     // An emit to the user's room from instance A reaches the connection on B.
     let broadcaster = a.state.broadcaster.get().unwrap().clone();
-    broadcaster.to_user(&user, "job:progress", &json!({"jobId": "j1", "progress": 42})).await;
+    broadcaster
+        .to_user(
+            &user,
+            "job:progress",
+            &json!({"jobId": "j1", "progress": 42}),
+        )
+        .await;
     assert_eq!(io.event("on-b", "job:progress").await["progress"], 42);
     assert_eq!(io.event("on-a", "job:progress").await["jobId"], "j1");
-    let leaked = io.wait_for(Duration::from_millis(300), &|v| v["id"] == "other" && v["kind"] == "event").await;
+    let leaked = io
+        .wait_for(Duration::from_millis(300), &|v| {
+            v["id"] == "other" && v["kind"] == "event"
+        })
+        .await;
     assert!(leaked.is_none(), "another user's socket got {leaked:?}");
 
     // Both instances serve the same conversations.
-    let created = a.create_conversation(&user, json!({"title": "shared"})).await;
+    let created = a
+        .create_conversation(&user, json!({"title": "shared"}))
+        .await;
     let id = created.body["id"].as_str().unwrap();
     assert_eq!(b.get_conversation(&user, id).await.status, 200);
 }

@@ -48,12 +48,25 @@ fn message(conversation: Uuid, role: Role, content: &str, at: store::Timestamp) 
     }
 }
 
-fn usage(user: &str, conversation: Option<Uuid>, model: &str, prompt: i64, completion: i64, cost: f64, at: store::Timestamp) -> UsageRecord {
+fn usage(
+    user: &str,
+    conversation: Option<Uuid>,
+    model: &str,
+    prompt: i64,
+    completion: i64,
+    cost: f64,
+    at: store::Timestamp,
+) -> UsageRecord {
     UsageRecord {
         id: Uuid::new_v4(),
         user_id: user.to_owned(),
         conversation_id: conversation,
-        kind: if conversation.is_some() { "chat" } else { "embedding" }.to_owned(),
+        kind: if conversation.is_some() {
+            "chat"
+        } else {
+            "embedding"
+        }
+        .to_owned(),
         model: model.to_owned(),
         prompt_tokens: prompt,
         completion_tokens: completion,
@@ -71,11 +84,17 @@ async fn users_are_created_once() {
         let t0 = store::now();
         assert!(store.get_user("alice").await.unwrap().is_none());
         store.ensure_user("alice", t0).await.unwrap();
-        store.ensure_user("alice", t0 + Duration::seconds(5)).await.unwrap();
+        store
+            .ensure_user("alice", t0 + Duration::seconds(5))
+            .await
+            .unwrap();
         let user = store.get_user("alice").await.unwrap().unwrap();
         assert_eq!(user.id, "alice");
         assert_eq!(user.total_tokens_used, 0);
-        assert_eq!(user.created_at, t0, "{backend}: a second sight does not change the user");
+        assert_eq!(
+            user.created_at, t0,
+            "{backend}: a second sight does not change the user"
+        );
     }
 }
 
@@ -92,19 +111,63 @@ async fn conversations_round_trip_and_are_scoped_to_their_owner() {
         assert_eq!(created.updated_at, t0);
         assert_eq!(created.message_count, 0);
 
-        let fetched = store.get_conversation("alice", new.id).await.unwrap().unwrap();
-        assert_eq!(fetched, created, "{backend}: what is read is what was written");
-        assert!(store.get_conversation("bob", new.id).await.unwrap().is_none(), "{backend}: bob cannot see it");
-        assert!(store.get_conversation("alice", Uuid::new_v4()).await.unwrap().is_none());
+        let fetched = store
+            .get_conversation("alice", new.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            fetched, created,
+            "{backend}: what is read is what was written"
+        );
+        assert!(
+            store
+                .get_conversation("bob", new.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}: bob cannot see it"
+        );
+        assert!(
+            store
+                .get_conversation("alice", Uuid::new_v4())
+                .await
+                .unwrap()
+                .is_none()
+        );
 
         // The same id twice is a conflict, not a second row.
-        assert!(matches!(store.create_conversation(&new).await, Err(StoreError::Conflict)), "{backend}");
+        assert!(
+            matches!(
+                store.create_conversation(&new).await,
+                Err(StoreError::Conflict)
+            ),
+            "{backend}"
+        );
 
-        assert!(!store.delete_conversation("bob", new.id).await.unwrap(), "{backend}: bob cannot delete it");
-        assert!(store.get_conversation("alice", new.id).await.unwrap().is_some());
+        assert!(
+            !store.delete_conversation("bob", new.id).await.unwrap(),
+            "{backend}: bob cannot delete it"
+        );
+        assert!(
+            store
+                .get_conversation("alice", new.id)
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert!(store.delete_conversation("alice", new.id).await.unwrap());
-        assert!(store.get_conversation("alice", new.id).await.unwrap().is_none());
-        assert!(!store.delete_conversation("alice", new.id).await.unwrap(), "{backend}: gone is gone");
+        assert!(
+            store
+                .get_conversation("alice", new.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store.delete_conversation("alice", new.id).await.unwrap(),
+            "{backend}: gone is gone"
+        );
     }
 }
 
@@ -118,21 +181,42 @@ async fn listing_pages_by_latest_activity() {
         let mut ids = Vec::new();
         for i in 0..5 {
             let c = store
-                .create_conversation(&new_conversation("alice", &format!("c{i}"), t0 + Duration::seconds(i)))
+                .create_conversation(&new_conversation(
+                    "alice",
+                    &format!("c{i}"),
+                    t0 + Duration::seconds(i),
+                ))
                 .await
                 .unwrap();
             ids.push(c.id);
         }
-        store.create_conversation(&new_conversation("bob", "bob's", t0)).await.unwrap();
+        store
+            .create_conversation(&new_conversation("bob", "bob's", t0))
+            .await
+            .unwrap();
 
         let (page, total) = store.list_conversations("alice", 0, 2).await.unwrap();
         assert_eq!(total, 5, "{backend}: only alice's are counted");
-        assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[4], ids[3]], "{backend}");
+        assert_eq!(
+            page.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![ids[4], ids[3]],
+            "{backend}"
+        );
 
         // A new message in the oldest conversation moves it to the front.
-        store.append_message(&message(ids[0], Role::User, "hello", t0 + Duration::seconds(60)), None).await.unwrap();
+        store
+            .append_message(
+                &message(ids[0], Role::User, "hello", t0 + Duration::seconds(60)),
+                None,
+            )
+            .await
+            .unwrap();
         let (page, _) = store.list_conversations("alice", 0, 10).await.unwrap();
-        assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[0], ids[4], ids[3], ids[2], ids[1]], "{backend}");
+        assert_eq!(
+            page.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![ids[0], ids[4], ids[3], ids[2], ids[1]],
+            "{backend}"
+        );
         assert_eq!(page[0].updated_at, t0 + Duration::seconds(60));
         assert_eq!(page[0].message_count, 1);
 
@@ -141,7 +225,11 @@ async fn listing_pages_by_latest_activity() {
         let (page, total) = store.list_conversations("alice", 10, 10).await.unwrap();
         assert_eq!((page.len(), total), (0, 5), "{backend}: past the end");
         let (page, total) = store.list_conversations("carol", 0, 10).await.unwrap();
-        assert_eq!((page.len(), total), (0, 0), "{backend}: a user with nothing");
+        assert_eq!(
+            (page.len(), total),
+            (0, 0),
+            "{backend}: a user with nothing"
+        );
     }
 }
 
@@ -151,10 +239,17 @@ async fn messages_keep_order_and_content() {
         let (store, _db) = open(backend).await;
         let t0 = store::now();
         store.ensure_user("alice", t0).await.unwrap();
-        let c = store.create_conversation(&new_conversation("alice", "t", t0)).await.unwrap();
+        let c = store
+            .create_conversation(&new_conversation("alice", "t", t0))
+            .await
+            .unwrap();
         let mut sent = Vec::new();
         for i in 0..6 {
-            let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
+            let role = if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
             // Two messages within the same microsecond keep their insertion order.
             let at = t0 + Duration::seconds(i / 2);
             let m = message(c.id, role, &format!("message {i} — ünïcödé"), at);
@@ -165,23 +260,54 @@ async fn messages_keep_order_and_content() {
         assert_eq!(all, sent, "{backend}: every field round-trips, in order");
 
         let recent = store.recent_messages(c.id, 3).await.unwrap();
-        assert_eq!(recent, sent[3..].to_vec(), "{backend}: the newest three, oldest first");
+        assert_eq!(
+            recent,
+            sent[3..].to_vec(),
+            "{backend}: the newest three, oldest first"
+        );
         assert_eq!(store.recent_messages(c.id, 100).await.unwrap().len(), 6);
 
-        let conversation = store.get_conversation("alice", c.id).await.unwrap().unwrap();
+        let conversation = store
+            .get_conversation("alice", c.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(conversation.message_count, 6);
         assert_eq!(conversation.updated_at, t0 + Duration::seconds(2));
 
         // A message for a conversation that does not exist is refused and stores nothing.
         let orphan = message(Uuid::new_v4(), Role::User, "lost", t0);
-        assert!(matches!(store.append_message(&orphan, None).await, Err(StoreError::NotFound)), "{backend}");
+        assert!(
+            matches!(
+                store.append_message(&orphan, None).await,
+                Err(StoreError::NotFound)
+            ),
+            "{backend}"
+        );
         // The same message id twice is refused without moving the conversation.
-        assert!(matches!(store.append_message(&sent[0], None).await, Err(StoreError::Conflict)), "{backend}");
-        assert_eq!(store.get_conversation("alice", c.id).await.unwrap().unwrap().message_count, 6);
+        assert!(
+            matches!(
+                store.append_message(&sent[0], None).await,
+                Err(StoreError::Conflict)
+            ),
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .get_conversation("alice", c.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .message_count,
+            6
+        );
 
         // Deleting the conversation deletes its messages.
         store.delete_conversation("alice", c.id).await.unwrap();
-        assert!(store.list_messages(c.id).await.unwrap().is_empty(), "{backend}: cascade");
+        assert!(
+            store.list_messages(c.id).await.unwrap().is_empty(),
+            "{backend}: cascade"
+        );
     }
 }
 
@@ -199,43 +325,152 @@ async fn usage_is_recorded_with_messages_and_aggregated() {
         assert!(empty.last_used.is_none());
         assert!(empty.by_model.is_empty());
 
-        let c = store.create_conversation(&new_conversation("alice", "t", t0)).await.unwrap();
-        store.append_message(&message(c.id, Role::User, "one two three", t0), None).await.unwrap();
+        let c = store
+            .create_conversation(&new_conversation("alice", "t", t0))
+            .await
+            .unwrap();
+        store
+            .append_message(&message(c.id, Role::User, "one two three", t0), None)
+            .await
+            .unwrap();
         let reply_at = t0 + Duration::seconds(1);
         store
             .append_message(
                 &message(c.id, Role::Assistant, "four five", reply_at),
-                Some(&usage("alice", Some(c.id), "gpt-4o-mini", 10, 5, 0.25, reply_at)),
+                Some(&usage(
+                    "alice",
+                    Some(c.id),
+                    "gpt-4o-mini",
+                    10,
+                    5,
+                    0.25,
+                    reply_at,
+                )),
             )
             .await
             .unwrap();
-        store.record_usage(&usage("alice", None, "text-embedding-3-small", 7, 0, 0.5, t0 + Duration::seconds(2))).await.unwrap();
-        store.record_usage(&usage("alice", Some(c.id), "gpt-4o-mini", 3, 0, 0.125, t0 + Duration::seconds(3))).await.unwrap();
-        store.record_usage(&usage("bob", None, "gpt-4o-mini", 1000, 1000, 9.0, t0)).await.unwrap();
+        store
+            .record_usage(&usage(
+                "alice",
+                None,
+                "text-embedding-3-small",
+                7,
+                0,
+                0.5,
+                t0 + Duration::seconds(2),
+            ))
+            .await
+            .unwrap();
+        store
+            .record_usage(&usage(
+                "alice",
+                Some(c.id),
+                "gpt-4o-mini",
+                3,
+                0,
+                0.125,
+                t0 + Duration::seconds(3),
+            ))
+            .await
+            .unwrap();
+        store
+            .record_usage(&usage("bob", None, "gpt-4o-mini", 1000, 1000, 9.0, t0))
+            .await
+            .unwrap();
 
         let stats = store.usage_stats("alice").await.unwrap();
         assert_eq!(stats.prompt_tokens, 20, "{backend}");
         assert_eq!(stats.completion_tokens, 5, "{backend}");
         assert_eq!(stats.total_tokens, 25, "{backend}");
         assert_eq!(stats.requests, 3, "{backend}");
-        assert!((stats.cost_usd - 0.875).abs() < 1e-9, "{backend}: {}", stats.cost_usd);
+        assert!(
+            (stats.cost_usd - 0.875).abs() < 1e-9,
+            "{backend}: {}",
+            stats.cost_usd
+        );
         assert_eq!(stats.conversations_count, 1);
         assert_eq!(stats.messages_count, 2);
-        assert_eq!(stats.last_used, Some(t0 + Duration::seconds(3)), "{backend}");
-        let models: Vec<_> = stats.by_model.iter().map(|m| (m.model.as_str(), m.requests, m.prompt_tokens, m.completion_tokens)).collect();
-        assert_eq!(models, vec![("gpt-4o-mini", 2, 13, 5), ("text-embedding-3-small", 1, 7, 0)], "{backend}");
+        assert_eq!(
+            stats.last_used,
+            Some(t0 + Duration::seconds(3)),
+            "{backend}"
+        );
+        let models: Vec<_> = stats
+            .by_model
+            .iter()
+            .map(|m| {
+                (
+                    m.model.as_str(),
+                    m.requests,
+                    m.prompt_tokens,
+                    m.completion_tokens,
+                )
+            })
+            .collect();
+        assert_eq!(
+            models,
+            vec![
+                ("gpt-4o-mini", 2, 13, 5),
+                ("text-embedding-3-small", 1, 7, 0)
+            ],
+            "{backend}"
+        );
 
-        assert_eq!(store.get_user("alice").await.unwrap().unwrap().total_tokens_used, 25, "{backend}");
-        assert_eq!(store.get_user("bob").await.unwrap().unwrap().total_tokens_used, 2000, "{backend}");
+        assert_eq!(
+            store
+                .get_user("alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .total_tokens_used,
+            25,
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .get_user("bob")
+                .await
+                .unwrap()
+                .unwrap()
+                .total_tokens_used,
+            2000,
+            "{backend}"
+        );
 
-        assert_eq!(store.tokens_used_since("alice", t0).await.unwrap(), 25, "{backend}");
-        assert_eq!(store.tokens_used_since("alice", t0 + Duration::seconds(2)).await.unwrap(), 10, "{backend}");
-        assert_eq!(store.tokens_used_since("alice", t0 + Duration::hours(1)).await.unwrap(), 0, "{backend}");
+        assert_eq!(
+            store.tokens_used_since("alice", t0).await.unwrap(),
+            25,
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .tokens_used_since("alice", t0 + Duration::seconds(2))
+                .await
+                .unwrap(),
+            10,
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .tokens_used_since("alice", t0 + Duration::hours(1))
+                .await
+                .unwrap(),
+            0,
+            "{backend}"
+        );
 
         // Usage outlives a deleted conversation: what was spent stays spent.
         store.delete_conversation("alice", c.id).await.unwrap();
         let after = store.usage_stats("alice").await.unwrap();
-        assert_eq!((after.total_tokens, after.conversations_count, after.messages_count), (25, 0, 0), "{backend}");
+        assert_eq!(
+            (
+                after.total_tokens,
+                after.conversations_count,
+                after.messages_count
+            ),
+            (25, 0, 0),
+            "{backend}"
+        );
     }
 }
 
@@ -246,11 +481,27 @@ async fn a_failed_append_records_no_usage() {
         let t0 = store::now();
         store.ensure_user("alice", t0).await.unwrap();
         let orphan = message(Uuid::new_v4(), Role::Assistant, "x", t0);
-        let spent = usage("alice", Some(orphan.conversation_id), "gpt-4o-mini", 10, 10, 1.0, t0);
+        let spent = usage(
+            "alice",
+            Some(orphan.conversation_id),
+            "gpt-4o-mini",
+            10,
+            10,
+            1.0,
+            t0,
+        );
         assert!(store.append_message(&orphan, Some(&spent)).await.is_err());
         let stats = store.usage_stats("alice").await.unwrap();
         assert_eq!(stats.requests, 0, "{backend}: the transaction rolled back");
-        assert_eq!(store.get_user("alice").await.unwrap().unwrap().total_tokens_used, 0);
+        assert_eq!(
+            store
+                .get_user("alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .total_tokens_used,
+            0
+        );
     }
 }
 
@@ -260,7 +511,10 @@ async fn concurrent_appends_lose_nothing() {
         let (store, _db) = open(backend).await;
         let t0 = store::now();
         store.ensure_user("alice", t0).await.unwrap();
-        let c = store.create_conversation(&new_conversation("alice", "t", t0)).await.unwrap();
+        let c = store
+            .create_conversation(&new_conversation("alice", "t", t0))
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for i in 0..40 {
             let store = store.clone();
@@ -273,8 +527,26 @@ async fn concurrent_appends_lose_nothing() {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(store.get_conversation("alice", c.id).await.unwrap().unwrap().message_count, 40, "{backend}");
+        assert_eq!(
+            store
+                .get_conversation("alice", c.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .message_count,
+            40,
+            "{backend}"
+        );
         assert_eq!(store.list_messages(c.id).await.unwrap().len(), 40);
-        assert_eq!(store.get_user("alice").await.unwrap().unwrap().total_tokens_used, 80, "{backend}");
+        assert_eq!(
+            store
+                .get_user("alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .total_tokens_used,
+            80,
+            "{backend}"
+        );
     }
 }

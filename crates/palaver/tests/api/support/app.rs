@@ -40,7 +40,10 @@ impl TestApp {
         let (base, state, shutdown, server) = serve(&db, data_dir.path(), extra).await;
         TestApp {
             base,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             backend,
             state,
             db,
@@ -69,7 +72,10 @@ impl TestApp {
         let (base, state, shutdown, server) = serve(&db, data_dir.path(), extra).await;
         TestApp {
             base,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             backend: other.backend,
             state,
             db,
@@ -100,11 +106,26 @@ impl TestApp {
     }
 
     pub fn token(&self, sub: &str) -> String {
-        palaver::auth::mint_hs256(SECRET.as_bytes(), sub, Duration::from_secs(3600), None, None).unwrap()
+        palaver::auth::mint_hs256(
+            SECRET.as_bytes(),
+            sub,
+            Duration::from_secs(3600),
+            None,
+            None,
+        )
+        .unwrap()
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -119,23 +140,53 @@ impl TestApp {
     }
 
     pub async fn create_conversation(&self, user: &str, body: Value) -> TestResponse {
-        self.request(Method::POST, "/api/v1/ai/conversations", Some(&self.token(user)), Some(body)).await
+        self.request(
+            Method::POST,
+            "/api/v1/ai/conversations",
+            Some(&self.token(user)),
+            Some(body),
+        )
+        .await
     }
 
     pub async fn list_conversations(&self, user: &str, query: &str) -> TestResponse {
-        self.request(Method::GET, &format!("/api/v1/ai/conversations{query}"), Some(&self.token(user)), None).await
+        self.request(
+            Method::GET,
+            &format!("/api/v1/ai/conversations{query}"),
+            Some(&self.token(user)),
+            None,
+        )
+        .await
     }
 
     pub async fn get_conversation(&self, user: &str, id: &str) -> TestResponse {
-        self.request(Method::GET, &format!("/api/v1/ai/conversations/{id}"), Some(&self.token(user)), None).await
+        self.request(
+            Method::GET,
+            &format!("/api/v1/ai/conversations/{id}"),
+            Some(&self.token(user)),
+            None,
+        )
+        .await
     }
 
     pub async fn delete_conversation(&self, user: &str, id: &str) -> TestResponse {
-        self.request(Method::DELETE, &format!("/api/v1/ai/conversations/{id}"), Some(&self.token(user)), None).await
+        self.request(
+            Method::DELETE,
+            &format!("/api/v1/ai/conversations/{id}"),
+            Some(&self.token(user)),
+            None,
+        )
+        .await
     }
 
     pub async fn chat(&self, user: &str, body: Value) -> TestResponse {
-        self.request(Method::POST, "/api/v1/ai/chat", Some(&self.token(user)), Some(body)).await
+        self.request(
+            Method::POST,
+            "/api/v1/ai/chat",
+            Some(&self.token(user)),
+            Some(body),
+        )
+        .await
     }
 }
 
@@ -146,12 +197,19 @@ async fn serve(
     db: &TestDb,
     data_dir: &std::path::Path,
     extra: &[(&str, &str)],
-) -> (String, palaver::state::AppState, oneshot::Sender<()>, Server) {
+) -> (
+    String,
+    palaver::state::AppState,
+    oneshot::Sender<()>,
+    Server,
+) {
     let mut vars: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db.url()),
         ("PALAVER_DATA_DIR".into(), data_dir.display().to_string()),
         ("JWT_SECRET".into(), SECRET.into()),
         ("JWT_LEEWAY_SECS".into(), "0".into()),
+        // Many servers run at once in a test run: stay well under PostgreSQL's 100 connections.
+        ("DATABASE_POOL_SIZE".into(), "4".into()),
     ];
     for (k, v) in extra {
         vars.retain(|(name, _)| name != k);
@@ -161,7 +219,9 @@ async fn serve(
     }
     let config = Config::from_vars(vars).expect("test config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::with_listener(config, listener).await.expect("app builds");
+    let app = Application::with_listener(config, listener)
+        .await
+        .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
@@ -187,9 +247,14 @@ impl TestResponse {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
         };
-        TestResponse { status, headers, body }
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Asserts the API.md error shape and code.
@@ -198,7 +263,11 @@ impl TestResponse {
         assert_eq!(self.body["statusCode"], status, "body: {}", self.body);
         assert_eq!(self.body["code"], code, "body: {}", self.body);
         for field in ["timestamp", "path", "method", "message"] {
-            assert!(self.body[field].is_string(), "error body lacks `{field}`: {}", self.body);
+            assert!(
+                self.body[field].is_string(),
+                "error body lacks `{field}`: {}",
+                self.body
+            );
         }
     }
 }

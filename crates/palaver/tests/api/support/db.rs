@@ -70,17 +70,31 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("palaver.db").display());
-                TestDb { backend, url, _dir: Some(dir) }
+                TestDb {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                }
             }
             Backend::Postgres => {
-                let admin = postgres_url().expect("PostgreSQL tests need PALAVER_TEST_DATABASE_URL");
+                let admin =
+                    postgres_url().expect("PostgreSQL tests need PALAVER_TEST_DATABASE_URL");
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL reachable");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.unwrap();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("PostgreSQL reachable");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
                 conn.close().await.unwrap();
                 let sep = if admin.contains('?') { '&' } else { '?' };
                 let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-                TestDb { backend, url, _dir: None }
+                TestDb {
+                    backend,
+                    url,
+                    _dir: None,
+                }
             }
         }
     }
@@ -88,7 +102,11 @@ impl TestDb {
     /// The same database, for a second instance (a shared SQLite file or PostgreSQL schema).
     /// The first `TestDb` keeps the files alive.
     pub fn share(&self) -> TestDb {
-        TestDb { backend: self.backend, url: self.url.clone(), _dir: None }
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            _dir: None,
+        }
     }
 
     pub fn url(&self) -> String {

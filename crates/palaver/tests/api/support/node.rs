@@ -31,8 +31,13 @@ impl SocketDriver {
         let required = std::env::var("PALAVER_REQUIRE_NODE").as_deref() == Ok("1");
         let installed = dir().join("node_modules/socket.io-client").exists();
         if !installed {
-            assert!(!required, "PALAVER_REQUIRE_NODE=1 but tests/socketio has no node_modules: run `npm ci` there");
-            eprintln!("skipped: socket.io-client is not installed (npm ci in crates/palaver/tests/socketio)");
+            assert!(
+                !required,
+                "PALAVER_REQUIRE_NODE=1 but tests/socketio has no node_modules: run `npm ci` there"
+            );
+            eprintln!(
+                "skipped: socket.io-client is not installed (npm ci in crates/palaver/tests/socketio)"
+            );
             return None;
         }
         let spawned = Command::new("node")
@@ -46,14 +51,23 @@ impl SocketDriver {
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                assert!(!required, "PALAVER_REQUIRE_NODE=1 but node cannot start: {e}");
+                assert!(
+                    !required,
+                    "PALAVER_REQUIRE_NODE=1 but node cannot start: {e}"
+                );
                 eprintln!("skipped: node cannot start: {e}");
                 return None;
             }
         };
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut driver = SocketDriver { child, stdin, lines, pending: Vec::new(), seq: 0 };
+        let mut driver = SocketDriver {
+            child,
+            stdin,
+            lines,
+            pending: Vec::new(),
+            seq: 0,
+        };
         driver.wait(|v| v["kind"] == "ready").await;
         Some(driver)
     }
@@ -67,25 +81,32 @@ impl SocketDriver {
 
     /// Opens a connection `id` to namespace `/ai` of `base`; `token: None` sends no `auth`.
     pub async fn open(&mut self, id: &str, base: &str, token: Option<&str>) {
-        self.send(json!({"cmd": "connect", "id": id, "url": format!("{base}/ai"), "token": token})).await;
+        self.send(json!({"cmd": "connect", "id": id, "url": format!("{base}/ai"), "token": token}))
+            .await;
     }
 
     /// Opens a connection and waits until it is accepted.
     pub async fn connect(&mut self, id: &str, base: &str, token: &str) {
         self.open(id, base, Some(token)).await;
-        let first = self.wait(|v| v["id"] == id && (v["kind"] == "connect" || v["kind"] == "connect_error")).await;
+        let first = self
+            .wait(|v| v["id"] == id && (v["kind"] == "connect" || v["kind"] == "connect_error"))
+            .await;
         assert_eq!(first["kind"], "connect", "connection {id} refused: {first}");
     }
 
     pub async fn emit(&mut self, id: &str, event: &str, data: Value) {
-        self.send(json!({"cmd": "emit", "id": id, "event": event, "data": data})).await;
+        self.send(json!({"cmd": "emit", "id": id, "event": event, "data": data}))
+            .await;
     }
 
     /// Emits with an acknowledgement and returns its payload.
     pub async fn emit_ack(&mut self, id: &str, event: &str, data: Value) -> Value {
         self.seq += 1;
         let seq = self.seq;
-        self.send(json!({"cmd": "emit", "id": id, "event": event, "data": data, "ack": true, "seq": seq})).await;
+        self.send(
+            json!({"cmd": "emit", "id": id, "event": event, "data": data, "ack": true, "seq": seq}),
+        )
+        .await;
         let ack = self.wait(|v| v["id"] == id && v["seq"] == seq).await;
         assert_eq!(ack["kind"], "ack", "no acknowledgement: {ack}");
         ack["data"].clone()
@@ -97,13 +118,22 @@ impl SocketDriver {
 
     /// The next line (in arrival order) that matches, waiting up to 20 s for it.
     pub async fn wait(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
-        self.wait_for(Duration::from_secs(20), &matches).await.unwrap_or_else(|| {
-            panic!("timed out waiting; lines seen but not taken: {:#?}", self.pending);
-        })
+        self.wait_for(Duration::from_secs(20), &matches)
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "timed out waiting; lines seen but not taken: {:#?}",
+                    self.pending
+                );
+            })
     }
 
     /// Like `wait`, but `None` after `timeout`.
-    pub async fn wait_for(&mut self, timeout: Duration, matches: &dyn Fn(&Value) -> bool) -> Option<Value> {
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        matches: &dyn Fn(&Value) -> bool,
+    ) -> Option<Value> {
         if let Some(i) = self.pending.iter().position(matches) {
             return Some(self.pending.remove(i));
         }
@@ -113,7 +143,8 @@ impl SocketDriver {
                 Err(_) => return None,
                 Ok(line) => line.unwrap().expect("driver exited"),
             };
-            let value: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("driver said: {line}"));
+            let value: Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("driver said: {line}"));
             assert_ne!(value["kind"], "driver_error", "{value}");
             if matches(&value) {
                 return Some(value);
@@ -124,7 +155,9 @@ impl SocketDriver {
 
     /// The next event named `event` on connection `id`; returns its payload.
     pub async fn event(&mut self, id: &str, event: &str) -> Value {
-        self.wait(|v| v["id"] == id && v["kind"] == "event" && v["event"] == event).await["data"].clone()
+        self.wait(|v| v["id"] == id && v["kind"] == "event" && v["event"] == event)
+            .await["data"]
+            .clone()
     }
 
     /// Every event of connection `id` up to and including the first whose name is in `until`.
