@@ -154,8 +154,8 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         tracing::warn!("{warning}");
     }
     let _ = crate::telemetry::metrics_handle();
-    // Load the tokenizer tables off the start-up path.
-    tokio::task::spawn_blocking(crate::tokens::warm_up);
+    // The tokenizer tables (tens of MB each) load on first use, not here: an idle
+    // instance stays small, and the first chat of a process pays for its model's encoding.
     let defaults = ChatDefaults {
         model: config.openai.model.clone(),
         max_tokens: config.openai.max_tokens,

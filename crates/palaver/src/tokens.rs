@@ -19,12 +19,6 @@ fn bpe_for(model: &str) -> &'static CoreBPE {
     }
 }
 
-/// Loads the encodings so the first request does not pay for it (call off the hot path).
-pub fn warm_up() {
-    let _ = tiktoken_rs::cl100k_base_singleton().encode_ordinary("warm");
-    let _ = tiktoken_rs::o200k_base_singleton().encode_ordinary("warm");
-}
-
 /// Tokens of a text in the model's encoding.
 pub fn count_text(model: &str, text: &str) -> usize {
     bpe_for(model).encode_ordinary(text).len()

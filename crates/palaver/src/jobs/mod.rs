@@ -41,6 +41,14 @@ use crate::service::{ChatDefaults, ConversationService};
 use crate::store::{self, Store, Timestamp};
 
 pub use queue::{Envelope, QueueError};
+
+/// What `palaver-bench jobs` needs to drive the Redis queue exactly as Palaver does (the
+/// storage settings, the task an envelope travels in, the worker's poll interval). Not an API.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use super::queue::{redis_config, task};
+    pub use super::worker::POLL_EVERY;
+}
 pub use repo::RepoError;
 pub use runner::RunError;
 pub use worker::{Workers, run_standalone, start_workers};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis::prelude::{Task, TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use secrecy::ExposeSecret;
@@ -61,14 +61,8 @@ impl JobQueue {
             let conn = apalis_redis::connect(url.expose_secret())
                 .await
                 .map_err(|e| QueueError::Redis(e.to_string()))?;
-            let apalis_config = apalis_redis::Config::default()
-                .queue(&jobs.queue)
-                .batch_size(1)
-                .heartbeat_interval(jobs.heartbeat)
-                .missed_heartbeats(3)
-                .idempotency_ttl(Some(IDEMPOTENCY_TTL));
             return Ok(JobQueue::Redis(
-                RedisStorage::new(conn).with_config(apalis_config),
+                RedisStorage::new(conn).with_config(redis_config(&jobs.queue, jobs.heartbeat)),
             ));
         }
         let path = queue_file(&config.database, &config.data_dir);
@@ -122,11 +116,7 @@ impl JobQueue {
     /// Queues an attempt, due after `delay`. Queuing the same attempt twice is a no-op while the
     /// backend remembers it (and harmless after: the `jobs` table decides what runs).
     pub async fn push(&self, envelope: Envelope, delay: Duration) -> Result<(), QueueError> {
-        let task = TaskBuilder::new(envelope)
-            .run_after(delay)
-            .max_attempts(DELIVERIES)
-            .idempotency_key(format!("{}:{}", envelope.job_id, envelope.attempt))
-            .build();
+        let task = task(envelope, delay);
         match self {
             JobQueue::Sqlite(storage, _) => storage
                 .clone()
@@ -140,6 +130,25 @@ impl JobQueue {
                 .map_err(|e| QueueError::Redis(e.to_string())),
         }
     }
+}
+
+/// The apalis-redis settings of the queue named `queue`.
+pub fn redis_config(queue: &str, heartbeat: Duration) -> apalis_redis::Config {
+    apalis_redis::Config::default()
+        .queue(queue)
+        .batch_size(1)
+        .heartbeat_interval(heartbeat)
+        .missed_heartbeats(3)
+        .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+}
+
+/// The apalis task that carries `envelope`, due after `delay`.
+pub fn task(envelope: Envelope, delay: Duration) -> Task<Envelope> {
+    TaskBuilder::new(envelope)
+        .run_after(delay)
+        .max_attempts(DELIVERIES)
+        .idempotency_key(format!("{}:{}", envelope.job_id, envelope.attempt))
+        .build()
 }
 
 impl JobQueue {

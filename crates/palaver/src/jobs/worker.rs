@@ -18,7 +18,7 @@ use crate::gateway::{self, GatewayError};
 use crate::state::AppState;
 
 /// How often an idle worker asks the queue for work.
-const POLL_EVERY: Duration = Duration::from_millis(200);
+pub const POLL_EVERY: Duration = Duration::from_millis(200);
 /// How often the sweeper looks for stranded jobs, and how old they must be.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const STRANDED_AFTER: Duration = Duration::from_secs(5 * 60);
