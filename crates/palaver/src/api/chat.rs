@@ -152,29 +152,12 @@ struct ChannelSink(mpsc::UnboundedSender<Event>);
 
 impl ChatSink for ChannelSink {
     fn emit(&self, event: ChatEvent<'_>) {
-        let event = match event {
-            ChatEvent::Chunk {
-                conversation_id,
-                message_id,
-                index,
-                content,
-            } => {
-                let chunk = events::Chunk {
-                    content,
-                    is_complete: false,
-                    conversation_id,
-                    message_id,
-                    index,
-                };
-                Event::default()
-                    .event(events::MESSAGE)
-                    .json_data(&chunk)
-                    .unwrap_or_default()
-            }
-            other => {
-                let (name, payload) = events::event(&other);
-                sse_event(name, &payload)
-            }
+        let event = match events::wire(event) {
+            events::Wire::Chunk(chunk) => Event::default()
+                .event(events::MESSAGE)
+                .json_data(&chunk)
+                .unwrap_or_default(),
+            events::Wire::Other(name, payload) => sse_event(name, &payload),
         };
         let _ = self.0.send(event);
     }

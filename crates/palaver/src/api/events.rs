@@ -14,14 +14,21 @@ pub const END: &str = "chat:end";
 pub const ERROR: &str = "chat:error";
 pub const STOPPED: &str = "chat:stopped";
 
-/// The name and payload of a pipeline event.
-pub fn event(event: &ChatEvent<'_>) -> (&'static str, Value) {
+/// A pipeline event as a transport sends it: chunks (the hot path) as a typed payload that
+/// serializes without building a JSON tree, everything else as a name and a JSON value.
+pub enum Wire<'a> {
+    Chunk(Chunk<'a>),
+    Other(&'static str, Value),
+}
+
+/// Translates a pipeline event into its API.md name and payload.
+pub fn wire(event: ChatEvent<'_>) -> Wire<'_> {
     match event {
-        ChatEvent::ConversationCreated(c) => (
+        ChatEvent::ConversationCreated(c) => Wire::Other(
             CONVERSATION,
-            json!({"conversationId": c.id, "conversation": Conversation::from((*c).clone())}),
+            json!({"conversationId": c.id, "conversation": Conversation::from(c.clone())}),
         ),
-        ChatEvent::UserMessage(m) => (
+        ChatEvent::UserMessage(m) => Wire::Other(
             USER_MESSAGE,
             json!({"messageId": m.id, "content": m.content, "conversationId": m.conversation_id, "createdAt": rfc3339(&m.created_at)}),
         ),
@@ -30,10 +37,13 @@ pub fn event(event: &ChatEvent<'_>) -> (&'static str, Value) {
             message_id,
             index,
             content,
-        } => (
-            MESSAGE,
-            json!({"content": content, "isComplete": false, "conversationId": conversation_id, "messageId": message_id, "index": index}),
-        ),
+        } => Wire::Chunk(Chunk {
+            content,
+            is_complete: false,
+            conversation_id,
+            message_id,
+            index,
+        }),
     }
 }
 

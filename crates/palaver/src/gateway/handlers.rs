@@ -112,26 +112,9 @@ struct SocketSink<A: Adapter>(SocketRef<A>);
 
 impl<A: Adapter> ChatSink for SocketSink<A> {
     fn emit(&self, event: ChatEvent<'_>) {
-        let result = match event {
-            ChatEvent::Chunk {
-                conversation_id,
-                message_id,
-                index,
-                content,
-            } => {
-                let chunk = events::Chunk {
-                    content,
-                    is_complete: false,
-                    conversation_id,
-                    message_id,
-                    index,
-                };
-                self.0.emit(events::MESSAGE, &chunk)
-            }
-            other => {
-                let (name, payload) = events::event(&other);
-                self.0.emit(name, &payload)
-            }
+        let result = match events::wire(event) {
+            events::Wire::Chunk(chunk) => self.0.emit(events::MESSAGE, &chunk),
+            events::Wire::Other(name, payload) => self.0.emit(name, &payload),
         };
         if let Err(err) = result {
             tracing::debug!(error = %err, "socket emit failed (client gone?)");

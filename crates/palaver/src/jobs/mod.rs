@@ -46,8 +46,8 @@ pub use queue::{Envelope, QueueError};
 /// storage settings, the task an envelope travels in, the worker's poll interval). Not an API.
 #[doc(hidden)]
 pub mod bench_support {
-    pub use super::queue::{redis_config, task};
-    pub use super::worker::POLL_EVERY;
+    pub use super::queue::{Pushed, redis_config, task};
+    pub use super::worker::{POLL_EVERY, Wakeups};
 }
 pub use repo::RepoError;
 pub use runner::RunError;

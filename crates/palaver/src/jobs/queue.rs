@@ -9,7 +9,12 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Context;
 use std::time::Duration;
+
+use futures::task::AtomicWaker;
 
 use apalis::prelude::{Task, TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
@@ -48,10 +53,37 @@ pub enum QueueError {
 }
 
 #[derive(Clone)]
-pub enum JobQueue {
+pub struct JobQueue {
+    storage: Storage,
+    /// Raised by each push, so that this process's worker fetches at once.
+    pushed: Arc<Pushed>,
+}
+
+#[derive(Clone)]
+pub enum Storage {
     /// The storage, and the queue's name in it.
     Sqlite(SqliteStorage<Envelope>, String),
     Redis(RedisStorage<Envelope>),
+}
+
+/// A flag raised when this process queues an envelope, and the waker of its worker.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    set: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Pushed {
+    pub fn raise(&self) {
+        self.set.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether it was raised since the last call; wakes `cx` when it is raised next.
+    pub fn take(&self, cx: &Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.set.swap(false, Ordering::AcqRel)
+    }
 }
 
 impl JobQueue {
@@ -61,9 +93,9 @@ impl JobQueue {
             let conn = apalis_redis::connect(url.expose_secret())
                 .await
                 .map_err(|e| QueueError::Redis(e.to_string()))?;
-            return Ok(JobQueue::Redis(
-                RedisStorage::new(conn).with_config(redis_config(&jobs.queue, jobs.heartbeat)),
-            ));
+            let storage =
+                RedisStorage::new(conn).with_config(redis_config(&jobs.queue, jobs.heartbeat));
+            return Ok(JobQueue::new(Storage::Redis(storage)));
         }
         let path = queue_file(&config.database, &config.data_dir);
         let options = match &path {
@@ -100,16 +132,31 @@ impl JobQueue {
             .batch_size(1)
             .heartbeat_interval(jobs.heartbeat)
             .missed_heartbeats(3);
-        Ok(JobQueue::Sqlite(
+        Ok(JobQueue::new(Storage::Sqlite(
             SqliteStorage::new(&pool).with_config(apalis_config),
             jobs.queue.clone(),
-        ))
+        )))
+    }
+
+    fn new(storage: Storage) -> JobQueue {
+        JobQueue {
+            storage,
+            pushed: Arc::default(),
+        }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn pushed(&self) -> Arc<Pushed> {
+        self.pushed.clone()
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            JobQueue::Sqlite(..) => "sqlite",
-            JobQueue::Redis(_) => "redis",
+        match self.storage {
+            Storage::Sqlite(..) => "sqlite",
+            Storage::Redis(_) => "redis",
         }
     }
 
@@ -117,18 +164,22 @@ impl JobQueue {
     /// backend remembers it (and harmless after: the `jobs` table decides what runs).
     pub async fn push(&self, envelope: Envelope, delay: Duration) -> Result<(), QueueError> {
         let task = task(envelope, delay);
-        match self {
-            JobQueue::Sqlite(storage, _) => storage
+        match &self.storage {
+            Storage::Sqlite(storage, _) => storage
                 .clone()
                 .push_task(task)
                 .await
-                .map_err(|e| QueueError::Sqlite(e.to_string())),
-            JobQueue::Redis(storage) => storage
+                .map_err(|e| QueueError::Sqlite(e.to_string()))?,
+            Storage::Redis(storage) => storage
                 .clone()
                 .push_task(task)
                 .await
-                .map_err(|e| QueueError::Redis(e.to_string())),
+                .map_err(|e| QueueError::Redis(e.to_string()))?,
         }
+        if delay.is_zero() {
+            self.pushed.raise();
+        }
+        Ok(())
     }
 }
 
@@ -156,8 +207,8 @@ impl JobQueue {
     /// apalis-redis can only prune through `apalis_core::backend::Vacuum`, which this crate
     /// does not depend on: with Redis this is a no-op.
     pub async fn prune(&self, older_than: Duration) -> Result<usize, QueueError> {
-        match self {
-            JobQueue::Sqlite(storage, queue) => {
+        match &self.storage {
+            Storage::Sqlite(storage, queue) => {
                 let cutoff = chrono::Utc::now().timestamp()
                     - i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
                 let done = sqlx::query("DELETE FROM Jobs WHERE job_type = ?1 AND status IN ('Done', 'Killed') AND done_at < ?2")
@@ -168,7 +219,7 @@ impl JobQueue {
                     .map_err(|e| QueueError::Sqlite(e.to_string()))?;
                 Ok(done.rows_affected() as usize)
             }
-            JobQueue::Redis(_) => Ok(0),
+            Storage::Redis(_) => Ok(0),
         }
     }
 }

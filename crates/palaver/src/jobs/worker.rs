@@ -3,16 +3,19 @@
 //! `palaver serve`, or alone as `palaver worker`.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis::prelude::{
-    BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerError,
+    BackendExt, BoxDynError, Data, PollSnapshot, PollStrategy, WorkerBuilder, WorkerBuilderExt,
+    WorkerError,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::queue::{Envelope, JobQueue};
+use super::queue::{Envelope, JobQueue, Pushed, Storage};
 use super::runner::Runner;
 use crate::gateway::{self, GatewayError};
 use crate::state::AppState;
@@ -99,19 +102,19 @@ async fn supervise(queue: JobQueue, runner: Runner, concurrency: usize, stop: Ca
                 Ok::<(), WorkerError>(())
             }
         };
-        let result = match &queue {
-            JobQueue::Sqlite(storage, _) => {
+        let result = match queue.storage() {
+            Storage::Sqlite(storage, _) => {
                 WorkerBuilder::new(name.as_str())
-                    .backend(storage.clone().poll_with_interval(POLL_EVERY))
+                    .backend(storage.clone().poll_with_strategy(Wakeups::new(queue.pushed())))
                     .concurrency(concurrency)
                     .data(runner.clone())
                     .build(handle)
                     .run_until(signal)
                     .await
             }
-            JobQueue::Redis(storage) => {
+            Storage::Redis(storage) => {
                 WorkerBuilder::new(name.as_str())
-                    .backend(storage.clone().poll_with_interval(POLL_EVERY))
+                    .backend(storage.clone().poll_with_strategy(Wakeups::new(queue.pushed())))
                     .concurrency(concurrency)
                     .data(runner.clone())
                     .build(handle)
@@ -131,6 +134,39 @@ async fn supervise(queue: JobQueue, runner: Runner, concurrency: usize, stop: Ca
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// When an idle worker asks the queue for work again: every [`POLL_EVERY`] (for envelopes
+/// queued by other processes, and delayed ones), and at once when this process queues one.
+///
+/// apalis' own `poll_with_interval` re-arms its timer without registering a waker, so after
+/// an idle tick nothing woke the worker before its next heartbeat (seconds later).
+pub struct Wakeups {
+    tick: tokio::time::Interval,
+    pushed: Arc<Pushed>,
+}
+
+impl Wakeups {
+    pub fn new(pushed: Arc<Pushed>) -> Wakeups {
+        let mut tick = tokio::time::interval(POLL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Wakeups { tick, pushed }
+    }
+}
+
+impl PollStrategy for Wakeups {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        // Both sources are polled until pending, so that both wake this task next time.
+        let mut ready = self.pushed.take(cx);
+        while self.tick.poll_tick(cx).is_ready() {
+            ready = true;
+        }
+        if ready {
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
         }
     }
 }

@@ -189,17 +189,7 @@ impl Store for SqliteStore {
             }
             other => other?,
         };
-        Ok(Conversation {
-            id: new.id,
-            user_id: new.user_id.clone(),
-            title: new.title.clone(),
-            system_prompt: new.system_prompt.clone(),
-            model: new.model.clone(),
-            metadata: new.metadata.clone(),
-            message_count: 0,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-        })
+        Ok(new.created())
     }
 
     async fn list_conversations(

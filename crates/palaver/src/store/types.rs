@@ -27,6 +27,23 @@ pub struct NewConversation {
     pub created_at: Timestamp,
 }
 
+impl NewConversation {
+    /// The conversation as stored: no messages yet, last activity at creation.
+    pub fn created(&self) -> Conversation {
+        Conversation {
+            id: self.id,
+            user_id: self.user_id.clone(),
+            title: self.title.clone(),
+            system_prompt: self.system_prompt.clone(),
+            model: self.model.clone(),
+            metadata: self.metadata.clone(),
+            message_count: 0,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
     pub id: Uuid,

@@ -693,12 +693,8 @@ impl Drop for WorkerProcess {
 /// The queues to run the worker-process tests on: SQLite always, Redis when configured.
 fn queue_backends() -> Vec<Option<String>> {
     let mut queues = vec![None];
-    match std::env::var("PALAVER_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => queues.push(Some(url)),
-        _ => assert!(
-            std::env::var("PALAVER_REQUIRE_REDIS").as_deref() != Ok("1"),
-            "PALAVER_REQUIRE_REDIS=1 but PALAVER_TEST_REDIS_URL is not set"
-        ),
+    if let Some(url) = crate::support::db::redis_url() {
+        queues.push(Some(url));
     }
     queues
 }

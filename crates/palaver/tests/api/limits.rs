@@ -5,21 +5,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::support::app::TestApp;
-use crate::support::db::{Backend, backends};
-
-fn redis_url() -> Option<String> {
-    match std::env::var("PALAVER_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("PALAVER_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "PALAVER_REQUIRE_REDIS=1 but PALAVER_TEST_REDIS_URL is not set"
-            );
-            eprintln!("skipping the Redis half: PALAVER_TEST_REDIS_URL is not set");
-            None
-        }
-    }
-}
+use crate::support::db::{Backend, backends, redis_url};
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
