@@ -2,9 +2,13 @@
 //! Palaver's `/api/v1/ai/chat` (with persistence on SQLite and PostgreSQL), side by side in one
 //! run. Palaver and mock-llm run as separate release processes; this process only generates load.
 //!
+//! `palaver-bench jobs`: background-job throughput (Palaver's apalis queue vs BullMQ, and
+//! `generate-embeddings` end to end) and latency; see `jobs.rs`.
+//!
 //! Build first: `cargo build --release -p palaver -p mock-llm -p palaver-bench`, then
 //! `./target/release/palaver-bench chat [--seconds 10] [--postgres postgres://postgres@127.0.0.1:5432/test]`.
 
+mod jobs;
 mod limiter;
 mod load;
 mod procs;
@@ -68,6 +72,41 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Job throughput: no-op jobs through Palaver's queue and through BullMQ on the same Redis,
+    /// `generate-embeddings` jobs end to end, and enqueue-to-completion latency.
+    Jobs {
+        /// The Redis server for both queues.
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
+        /// Admin URL of a PostgreSQL server: the end-to-end run on PostgreSQL + Redis uses a
+        /// recreated `palaver_bench_jobs` database there (the SQLite run always happens).
+        #[arg(long)]
+        postgres: Option<String>,
+        /// No-op jobs per queue run.
+        #[arg(long, default_value_t = 20_000)]
+        noop_jobs: usize,
+        /// Worker concurrency of both no-op runs.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// generate-embeddings jobs per end-to-end run.
+        #[arg(long, default_value_t = 10_000)]
+        e2e_jobs: usize,
+        /// Concurrent HTTP clients posting jobs.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Distinct users (tokens) the jobs are spread over.
+        #[arg(long, default_value_t = 256)]
+        users: usize,
+        /// Palaver's WORKER_CONCURRENCY values to try (comma-separated); latency runs on the first.
+        #[arg(long, value_delimiter = ',', default_value = "16")]
+        worker_concurrency: Vec<usize>,
+        /// Sequential jobs of the latency measurement (0 skips it).
+        #[arg(long, default_value_t = 200)]
+        latency_jobs: usize,
+        /// Leave BullMQ out (no node needed).
+        #[arg(long)]
+        skip_bullmq: bool,
+    },
 }
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
@@ -95,6 +134,32 @@ async fn main() -> anyhow::Result<()> {
                 seconds,
             };
             sockets::run(args, SECRET, mint).await
+        }
+        Command::Jobs {
+            redis,
+            postgres,
+            noop_jobs,
+            concurrency,
+            e2e_jobs,
+            clients,
+            users,
+            worker_concurrency,
+            latency_jobs,
+            skip_bullmq,
+        } => {
+            let args = jobs::JobsArgs {
+                redis,
+                postgres,
+                noop_jobs,
+                concurrency,
+                e2e_jobs,
+                clients,
+                users,
+                worker_concurrency,
+                latency_jobs,
+                skip_bullmq,
+            };
+            jobs::run(args, mint).await
         }
     }
 }

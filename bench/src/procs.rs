@@ -93,6 +93,20 @@ pub async fn spawn_palaver(
     data_dir: &Path,
     secret: &str,
 ) -> anyhow::Result<Child> {
+    spawn_palaver_with(bin, port, database_url, openai_base, data_dir, secret, &[]).await
+}
+
+/// [`spawn_palaver`] with more environment (`extra` overrides the defaults, e.g.
+/// `WORKER_CONCURRENCY`, which is 0 otherwise).
+pub async fn spawn_palaver_with(
+    bin: &Path,
+    port: u16,
+    database_url: &str,
+    openai_base: &str,
+    data_dir: &Path,
+    secret: &str,
+    extra: &[(&str, String)],
+) -> anyhow::Result<Child> {
     std::fs::create_dir_all(data_dir)?;
     let child = tokio::process::Command::new(bin.join("palaver"))
         .arg("serve")
@@ -105,9 +119,10 @@ pub async fn spawn_palaver(
         .env("JWT_SECRET", secret)
         .env("OPENAI_API_KEY", "sk-bench")
         .env("OPENAI_BASE_URL", openai_base)
-        .env("RATE_LIMIT_PER_MINUTE", "100000000")
+        .env("RATE_LIMIT_PER_MINUTE", "1000000")
         .env("WORKER_CONCURRENCY", "0")
         .env("RUST_LOG", "warn")
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

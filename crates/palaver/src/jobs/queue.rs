@@ -93,8 +93,11 @@ impl JobQueue {
             let conn = apalis_redis::connect(url.expose_secret())
                 .await
                 .map_err(|e| QueueError::Redis(e.to_string()))?;
-            let storage =
-                RedisStorage::new(conn).with_config(redis_config(&jobs.queue, jobs.heartbeat));
+            let storage = RedisStorage::new(conn).with_config(redis_config(
+                &jobs.queue,
+                jobs.heartbeat,
+                batch(jobs),
+            ));
             return Ok(JobQueue::new(Storage::Redis(storage)));
         }
         let path = queue_file(&config.database, &config.data_dir);
@@ -129,7 +132,7 @@ impl JobQueue {
             .map_err(|e| QueueError::Sqlite(e.to_string()))?;
         let apalis_config = apalis_sqlite::Config::default()
             .queue(&jobs.queue)
-            .batch_size(1)
+            .batch_size(batch(jobs))
             .heartbeat_interval(jobs.heartbeat)
             .missed_heartbeats(3);
         Ok(JobQueue::new(Storage::Sqlite(
@@ -183,14 +186,26 @@ impl JobQueue {
     }
 }
 
+/// How many envelopes a worker fetches at once: its concurrency. apalis sizes the channel of
+/// its lock and ack events at four times this, and a handler waits on that channel until the
+/// worker drains it; with 1, a busy worker's handlers stalled there until the next poll tick.
+fn batch(jobs: &crate::config::JobsConfig) -> usize {
+    (jobs.concurrency as usize).max(1)
+}
+
 /// The apalis-redis settings of the queue named `queue`.
-pub fn redis_config(queue: &str, heartbeat: Duration) -> apalis_redis::Config {
+pub fn redis_config(queue: &str, heartbeat: Duration, batch: usize) -> apalis_redis::Config {
     apalis_redis::Config::default()
         .queue(queue)
-        .batch_size(1)
+        .batch_size(batch.max(1))
         .heartbeat_interval(heartbeat)
         .missed_heartbeats(3)
         .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+        // apalis-redis's lock (`acquire_leases.lua`) runs an LREM over the whole waiting list
+        // for every task: a cost per job that grows with the backlog. The `jobs` table's lease
+        // already guards each attempt, and a dead worker's envelopes are re-queued from its
+        // in-flight set, which fetching maintains without the lock.
+        .lock_tasks(false)
 }
 
 /// The apalis task that carries `envelope`, due after `delay`.

@@ -105,7 +105,11 @@ async fn supervise(queue: JobQueue, runner: Runner, concurrency: usize, stop: Ca
         let result = match queue.storage() {
             Storage::Sqlite(storage, _) => {
                 WorkerBuilder::new(name.as_str())
-                    .backend(storage.clone().poll_with_strategy(Wakeups::new(queue.pushed())))
+                    .backend(
+                        storage
+                            .clone()
+                            .poll_with_strategy(Wakeups::new(queue.pushed())),
+                    )
                     .concurrency(concurrency)
                     .data(runner.clone())
                     .build(handle)
@@ -114,7 +118,11 @@ async fn supervise(queue: JobQueue, runner: Runner, concurrency: usize, stop: Ca
             }
             Storage::Redis(storage) => {
                 WorkerBuilder::new(name.as_str())
-                    .backend(storage.clone().poll_with_strategy(Wakeups::new(queue.pushed())))
+                    .backend(
+                        storage
+                            .clone()
+                            .poll_with_strategy(Wakeups::new(queue.pushed())),
+                    )
                     .concurrency(concurrency)
                     .data(runner.clone())
                     .build(handle)

@@ -258,10 +258,14 @@ impl ChatService {
             sink.emit(ChatEvent::ConversationCreated(&conversation));
         }
 
-        let history = self
-            .store
-            .recent_messages(conversation.id, HISTORY_WINDOW)
-            .await?;
+        // A conversation created for this exchange has no history to read.
+        let history = if created {
+            Vec::new()
+        } else {
+            self.store
+                .recent_messages(conversation.id, HISTORY_WINDOW)
+                .await?
+        };
         let user_message = Message {
             id: Uuid::now_v7(),
             conversation_id: conversation.id,

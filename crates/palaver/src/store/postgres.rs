@@ -208,22 +208,12 @@ impl Store for PgStore {
     }
 
     async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query(
-            "UPDATE conversations SET message_count = message_count + 1, \
-             updated_at = GREATEST(updated_at, $2) WHERE id = $1",
-        )
-        .bind(msg.conversation_id)
-        .bind(msg.created_at)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+        // One statement, one round trip: triggers move the conversation and the user's total.
+        let query = sqlx::query(if usage.is_some() {
+            APPEND_WITH_USAGE
+        } else {
+            APPEND
+        })
         .bind(msg.id)
         .bind(msg.conversation_id)
         .bind(msg.role.as_str())
@@ -231,26 +221,23 @@ impl Store for PgStore {
         .bind(msg.tokens)
         .bind(&msg.model)
         .bind(&msg.metadata)
-        .bind(msg.created_at)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict);
-            }
-            other => other?,
+        .bind(msg.created_at);
+        let query = match usage {
+            Some(usage) => bind_usage(query, usage),
+            None => query,
         };
-        if let Some(usage) = usage {
-            insert_usage(&mut tx, usage).await?;
+        match query.execute(&self.pool).await {
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound),
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        insert_usage(&mut tx, usage).await?;
-        tx.commit().await?;
+        bind_usage(sqlx::query(RECORD_USAGE), usage)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -325,34 +312,35 @@ impl Store for PgStore {
     }
 }
 
-/// Inserts a usage record and adds it to the user's total (creating the user if needed).
-async fn insert_usage(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    usage: &UsageRecord,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(usage.id)
-    .bind(&usage.user_id)
-    .bind(usage.conversation_id)
-    .bind(&usage.kind)
-    .bind(&usage.model)
-    .bind(usage.prompt_tokens)
-    .bind(usage.completion_tokens)
-    .bind(usage.cost_usd)
-    .bind(usage.created_at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO users (id, total_tokens_used, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO UPDATE SET total_tokens_used = users.total_tokens_used + excluded.total_tokens_used",
-    )
-    .bind(&usage.user_id)
-    .bind(usage.prompt_tokens + usage.completion_tokens)
-    .bind(usage.created_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a usage record after the parameters already bound.
+fn bind_usage<'q>(query: PgQuery<'q>, usage: &'q UsageRecord) -> PgQuery<'q> {
+    query
+        .bind(usage.id)
+        .bind(&usage.user_id)
+        .bind(usage.conversation_id)
+        .bind(&usage.kind)
+        .bind(&usage.model)
+        .bind(usage.prompt_tokens)
+        .bind(usage.completion_tokens)
+        .bind(usage.cost_usd)
+        .bind(usage.created_at)
 }
+
+/// Appends a message (`$1`..`$8`) if its conversation exists.
+const APPEND: &str =
+    "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)";
+
+/// `APPEND` and, only if the message was stored, its usage record (`$9`..`$17`).
+const APPEND_WITH_USAGE: &str = "WITH message AS (
+    INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)
+    RETURNING id)
+INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
+    SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM message";
+
+/// A usage record (`$1`..`$9`).
+const RECORD_USAGE: &str = "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";

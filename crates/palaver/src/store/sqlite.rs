@@ -121,6 +121,46 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
+    /// Runs a write on the writer: a statement (returns the rows it changed) or, with
+    /// `script`, a `BEGIN ... SELECT changes(); COMMIT;` script (returns the count it selects;
+    /// the rows-affected total of a script also counts stale values). On an error an open
+    /// transaction is rolled back, so the connection goes back to the pool clean.
+    async fn run_write(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        script: bool,
+    ) -> StoreResult<u64> {
+        let mut conn = self.writer.acquire().await?;
+        let result = if script {
+            query
+                .fetch_all(&mut *conn)
+                .await
+                .and_then(|rows| match rows.first() {
+                    Some(row) => row.try_get::<i64, _>(0).map(|n| n.max(0) as u64),
+                    None => Ok(0),
+                })
+        } else {
+            query
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+        };
+        match result {
+            Ok(changed) => Ok(changed),
+            Err(err) => {
+                if script {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                }
+                match err {
+                    sqlx::Error::Database(e) if e.is_unique_violation() => {
+                        Err(StoreError::Conflict)
+                    }
+                    other => Err(other.into()),
+                }
+            }
+        }
+    }
+
     /// The write pool (for components that keep their own tables in the same file).
     pub fn pool(&self) -> &SqlitePool {
         &self.writer
@@ -268,49 +308,35 @@ impl Store for SqliteStore {
     }
 
     async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        let moved = sqlx::query(
-            "UPDATE conversations SET message_count = message_count + 1, \
-             updated_at = MAX(updated_at, ?2) WHERE id = ?1",
-        )
-        .bind(msg.conversation_id.to_string())
-        .bind(ts(msg.created_at))
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 0 {
+        // One query, one trip to the connection's worker thread; nothing is written when the
+        // conversation is missing.
+        let script = if usage.is_some() {
+            APPEND_WITH_USAGE
+        } else {
+            APPEND
+        };
+        let mut query = sqlx::query(script)
+            .bind(msg.id.to_string())
+            .bind(msg.conversation_id.to_string())
+            .bind(msg.role.as_str())
+            .bind(&msg.content)
+            .bind(msg.tokens)
+            .bind(&msg.model)
+            .bind(msg.metadata.to_string())
+            .bind(ts(msg.created_at));
+        if let Some(usage) = usage {
+            query = bind_usage(query, usage);
+        }
+        let changed = self.run_write(query, usage.is_some()).await?;
+        if changed == 0 {
             return Err(StoreError::NotFound);
         }
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(msg.id.to_string())
-        .bind(msg.conversation_id.to_string())
-        .bind(msg.role.as_str())
-        .bind(&msg.content)
-        .bind(msg.tokens)
-        .bind(&msg.model)
-        .bind(msg.metadata.to_string())
-        .bind(ts(msg.created_at))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict);
-            }
-            other => other?,
-        };
-        if let Some(usage) = usage {
-            insert_usage(&mut tx, usage).await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_usage(&mut tx, usage).await?;
-        tx.commit().await?;
+        let query = bind_usage(sqlx::query(RECORD_USAGE), usage);
+        self.run_write(query, false).await?;
         Ok(())
     }
 
@@ -392,34 +418,42 @@ impl Store for SqliteStore {
     }
 }
 
-/// Inserts a usage record and adds it to the user's total (creating the user if needed).
-async fn insert_usage(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    usage: &UsageRecord,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .bind(usage.id.to_string())
-    .bind(&usage.user_id)
-    .bind(usage.conversation_id.map(|id| id.to_string()))
-    .bind(&usage.kind)
-    .bind(&usage.model)
-    .bind(usage.prompt_tokens)
-    .bind(usage.completion_tokens)
-    .bind(usage.cost_usd)
-    .bind(ts(usage.created_at))
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO users (id, total_tokens_used, created_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (id) DO UPDATE SET total_tokens_used = total_tokens_used + excluded.total_tokens_used",
-    )
-    .bind(&usage.user_id)
-    .bind(usage.prompt_tokens + usage.completion_tokens)
-    .bind(ts(usage.created_at))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Binds a usage record after the parameters already bound.
+fn bind_usage<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    usage: &'q UsageRecord,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(usage.id.to_string())
+        .bind(&usage.user_id)
+        .bind(usage.conversation_id.map(|id| id.to_string()))
+        .bind(&usage.kind)
+        .bind(&usage.model)
+        .bind(usage.prompt_tokens)
+        .bind(usage.completion_tokens)
+        .bind(usage.cost_usd)
+        .bind(ts(usage.created_at))
 }
+
+/// Appends a message (`?1`..`?8`) if its conversation exists; a trigger moves the conversation.
+const APPEND: &str =
+    "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?2)";
+
+/// `APPEND` and, only if the message was stored, its usage record (`?9`..`?17`; a trigger adds
+/// it to the user's total), in one transaction; the one row it returns says whether the usage
+/// record was stored. Every statement numbers its parameters from `?1` without gaps: sqlx
+/// binds a multi-statement query correctly only then.
+const APPEND_WITH_USAGE: &str = "BEGIN IMMEDIATE;
+INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?2);
+INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
+    SELECT ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17 FROM messages
+     WHERE id = ?1 AND conversation_id = ?2 AND role = ?3 AND content = ?4 AND tokens = ?5
+       AND model IS ?6 AND metadata = ?7 AND created_at = ?8;
+SELECT changes();
+COMMIT;";
+
+/// A usage record (`?1`..`?9`); a trigger adds it to the user's total.
+const RECORD_USAGE: &str = "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";

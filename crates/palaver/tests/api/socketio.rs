@@ -413,8 +413,26 @@ async fn two_instances_on_one_redis_deliver_to_a_users_room() {
     let Some(mut io) = SocketDriver::start().await else {
         return;
     };
-    let a = TestApp::spawn_with(Backend::Postgres, &[("REDIS_URL", &redis)]).await;
-    let b = TestApp::spawn_with_db(&a, &[("REDIS_URL", &redis)]).await;
+    // Jobs run only on A, on a queue of this test's own.
+    let queue = format!("q-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(
+        Backend::Postgres,
+        &[
+            ("REDIS_URL", &redis),
+            ("JOB_QUEUE", &queue),
+            ("WORKER_CONCURRENCY", "1"),
+        ],
+    )
+    .await;
+    let b = TestApp::spawn_with_db(
+        &a,
+        &[
+            ("REDIS_URL", &redis),
+            ("JOB_QUEUE", &queue),
+            ("WORKER_CONCURRENCY", "0"),
+        ],
+    )
+    .await;
     let user = format!("room-{}", uuid::Uuid::new_v4().simple());
     io.connect("on-a", &a.base, &a.token(&user)).await;
     io.connect("on-b", &b.base, &b.token(&user)).await;
@@ -444,4 +462,23 @@ async fn two_instances_on_one_redis_deliver_to_a_users_room() {
         .await;
     let id = created.body["id"].as_str().unwrap();
     assert_eq!(b.get_conversation(&user, id).await.status, 200);
+
+    // A job queued through B runs on A's worker; its events reach the socket on B.
+    let queued = b
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/ai/jobs",
+            Some(&b.token(&user)),
+            Some(json!({"type": "generate-embeddings", "data": {"text": "across instances"}})),
+        )
+        .await;
+    assert_eq!(queued.status, 202, "{}", queued.body);
+    let job = queued.body["id"].as_str().unwrap().to_owned();
+    let done = io.event("on-b", "job:completed").await;
+    assert_eq!(done["jobId"], job.as_str());
+    assert!(!done["result"]["embedding"].as_array().unwrap().is_empty());
+    assert_eq!(
+        io.event("on-a", "job:completed").await["jobId"],
+        job.as_str()
+    );
 }
