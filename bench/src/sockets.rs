@@ -39,7 +39,14 @@ pub async fn run(
     let _mock = spawn_mock_with(
         &bin,
         mock_port,
-        &["--tokens-per-sec", &args.tokens_per_sec.to_string()],
+        // Whole events per write: odd splits are for parser tests and would make mock-llm,
+        // not Palaver, the bottleneck at tens of thousands of chunks per second.
+        &[
+            "--tokens-per-sec",
+            &args.tokens_per_sec.to_string(),
+            "--odd-splits",
+            "false",
+        ],
     )
     .await?;
     let mock_base = format!("http://127.0.0.1:{mock_port}");
