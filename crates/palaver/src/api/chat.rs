@@ -139,10 +139,14 @@ async fn chat(
     if streaming {
         return stream_chat(state, user, input).await;
     }
+    // In a task of its own: a client that goes away mid-call does not cancel the exchange,
+    // so the reply (or the failure) and its usage are still stored.
+    let chat = state.chat.clone();
     let outcome = state
-        .chat
-        .chat(&user.id, input, ChatMode::Plain)
+        .tasks
+        .spawn(async move { chat.chat(&user.id, input, ChatMode::Plain).await })
         .await
+        .map_err(ApiError::internal)?
         .map_err(|f| ApiError::from(f.error))?;
     Ok(Json(ChatResponse::from(&outcome)).into_response())
 }

@@ -187,6 +187,8 @@ async fn chat_start<A: Adapter>(
             Err(failure) => events::failed(failure),
         };
         let _ = socket.emit(name, &payload);
+        // Finished: marking the token done lets the connection's list forget it.
+        claim.cancel.cancel();
         drop(claim);
     });
 }
@@ -196,11 +198,18 @@ async fn chat_stop(
     State(state): State<AppState>,
     Extension(user): Extension<AuthUser>,
 ) {
-    let conversation_id = data.ok().and_then(|d| {
-        d.get("conversationId")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-    });
+    // No payload or no `conversationId`: every stream of the caller. An id that is not a
+    // UUID names no stream, so nothing is stopped (rather than everything).
+    let conversation_id = match data.ok().and_then(|d| d.get("conversationId").cloned()) {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+            Some(id) => Some(id),
+            None => {
+                tracing::debug!(user = %user.id, "chat:stop with an invalid conversationId: ignored");
+                return;
+            }
+        },
+    };
     let stopped = state.streams.stop(&user.id, conversation_id);
     tracing::debug!(user = %user.id, stopped, "chat:stop");
 }

@@ -204,7 +204,7 @@ struct Inner {
 impl Jobs {
     /// Opens the `jobs` table (migrated with the store) and the queue backend.
     pub async fn connect(config: &Config, chat: ChatParts) -> Result<Jobs, JobsError> {
-        let repo = repo::JobRepo::connect(&config.database).await?;
+        let repo = repo::JobRepo::new(chat.store.shared_pool());
         let queue = queue::JobQueue::connect(config).await?;
         tracing::info!(backend = queue.backend(), queue = %config.jobs.queue, "job queue ready");
         Ok(Jobs {

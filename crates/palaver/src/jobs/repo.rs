@@ -4,19 +4,15 @@
 //! Writes by a running attempt are guarded by its lease token (`locked_by`): a worker that
 //! lost its lease (presumed dead, job handed over) can no longer change the job.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use uuid::Uuid;
 
 use super::{Job, JobKind, JobStatus};
-use crate::config::DatabaseConfig;
-use crate::store::Timestamp;
+use crate::store::{SharedPool, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -85,24 +81,12 @@ macro_rules! guarded {
 }
 
 impl JobRepo {
-    /// A small pool of its own on the store's database (the table comes with the store's
-    /// migrations).
-    pub async fn connect(database: &DatabaseConfig) -> RepoResult<JobRepo> {
-        Ok(match database {
-            DatabaseConfig::Sqlite { url } => {
-                let options =
-                    SqliteConnectOptions::from_str(url)?.busy_timeout(Duration::from_secs(10));
-                JobRepo::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(4)
-                        .connect_with(options)
-                        .await?,
-                )
-            }
-            DatabaseConfig::Postgres { url } => {
-                JobRepo::Postgres(PgPoolOptions::new().max_connections(3).connect(url).await?)
-            }
-        })
+    /// The `jobs` table on the store's own pool (the table comes with the store's migrations).
+    pub fn new(pool: SharedPool) -> JobRepo {
+        match pool {
+            SharedPool::Sqlite(pool) => JobRepo::Sqlite(pool),
+            SharedPool::Postgres(pool) => JobRepo::Postgres(pool),
+        }
     }
 
     pub async fn insert(&self, job: &Job) -> RepoResult<()> {

@@ -69,6 +69,10 @@ impl JobScopedStore {
 
 #[async_trait]
 impl Store for JobScopedStore {
+    fn shared_pool(&self) -> crate::store::SharedPool {
+        self.inner.shared_pool()
+    }
+
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }

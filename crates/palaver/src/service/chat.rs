@@ -15,7 +15,7 @@ use crate::pricing::PriceTable;
 use crate::providers::{
     ChatMessage, ChatRequest, ChatRole, ProviderError, Providers, StreamEvent, Usage,
 };
-use crate::store::{self, Conversation, Message, Role, Store, UsageRecord};
+use crate::store::{self, Conversation, Message, Role, Store, StoreError, UsageRecord};
 use crate::tokens;
 
 /// How many stored messages are considered for the context before trimming by tokens.
@@ -200,7 +200,12 @@ impl ChatService {
         let result = self
             .exchange(user_id, conversation, created, input, mode)
             .await;
-        if created && matches!(result, Err(ServiceError::QuotaExceeded { .. })) {
+        if created
+            && matches!(
+                result,
+                Err(ServiceError::QuotaExceeded { .. } | ServiceError::Invalid { .. })
+            )
+        {
             // Refused before anything else was stored: do not leave an empty conversation.
             let _ = self
                 .store
@@ -252,12 +257,6 @@ impl ChatService {
             .clone()
             .or_else(|| conversation.system_prompt.clone());
 
-        if let ChatMode::Stream { sink, .. } = &mode
-            && created
-        {
-            sink.emit(ChatEvent::ConversationCreated(&conversation));
-        }
-
         // A conversation created for this exchange has no history to read.
         let history = if created {
             Vec::new()
@@ -292,6 +291,10 @@ impl ChatService {
             .await?;
         self.store.append_message(&user_message, None).await?;
         if let ChatMode::Stream { sink, .. } = &mode {
+            // Only now is the new conversation sure to stay.
+            if created {
+                sink.emit(ChatEvent::ConversationCreated(&conversation));
+            }
             sink.emit(ChatEvent::UserMessage(&user_message));
         }
 
@@ -474,8 +477,16 @@ impl ChatService {
             ),
             created_at: now,
         };
-        self.store.append_message(&reply, Some(&record)).await?;
-        Ok(reply)
+        match self.store.append_message(&reply, Some(&record)).await {
+            Ok(()) => Ok(reply),
+            // The conversation was deleted while the reply was being generated: the tokens
+            // were still spent, so they still count against the user.
+            Err(StoreError::NotFound) => {
+                self.store.record_usage(&record).await?;
+                Err(ServiceError::NotFound("Conversation"))
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Records a failed upstream call (the user message stays stored) and returns the error.

@@ -30,10 +30,22 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A store's connection pool (see [`Store::shared_pool`]).
+#[derive(Clone)]
+pub enum SharedPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
+
+    /// The connection pool, for components that keep their own tables in the same database
+    /// (the `jobs` table): on SQLite they share the store's one writer connection, so that
+    /// writers never wait on each other's file lock.
+    fn shared_pool(&self) -> SharedPool;
 
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

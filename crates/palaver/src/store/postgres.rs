@@ -8,8 +8,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    Conversation, Message, ModelUsage, NewConversation, Role, Store, StoreError, StoreResult,
-    Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, Message, ModelUsage, NewConversation, Role, SharedPool, Store, StoreError,
+    StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 
 pub struct PgStore {
@@ -72,6 +72,10 @@ impl PgStore {
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn shared_pool(&self) -> SharedPool {
+        SharedPool::Postgres(self.pool.clone())
     }
 
     async fn migrate(&self) -> StoreResult<()> {

@@ -18,8 +18,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    Conversation, Message, ModelUsage, NewConversation, Role, Store, StoreError, StoreResult,
-    Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, Message, ModelUsage, NewConversation, Role, SharedPool, Store, StoreError,
+    StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 
 const READERS: u32 = 4;
@@ -123,41 +123,46 @@ impl SqliteStore {
 
     /// Runs a write on the writer: a statement (returns the rows it changed) or, with
     /// `script`, a `BEGIN ... SELECT changes(); COMMIT;` script (returns the count it selects;
-    /// the rows-affected total of a script also counts stale values). On an error an open
-    /// transaction is rolled back, so the connection goes back to the pool clean.
-    async fn run_write(
-        &self,
-        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-        script: bool,
-    ) -> StoreResult<u64> {
-        let mut conn = self.writer.acquire().await?;
-        let result = if script {
-            query
-                .fetch_all(&mut *conn)
-                .await
-                .and_then(|rows| match rows.first() {
-                    Some(row) => row.try_get::<i64, _>(0).map(|n| n.max(0) as u64),
-                    None => Ok(0),
-                })
-        } else {
-            query
-                .execute(&mut *conn)
-                .await
-                .map(|done| done.rows_affected())
-        };
-        match result {
-            Ok(changed) => Ok(changed),
-            Err(err) => {
-                if script {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                }
-                match err {
-                    sqlx::Error::Database(e) if e.is_unique_violation() => {
-                        Err(StoreError::Conflict)
-                    }
-                    other => Err(other.into()),
-                }
+    /// the rows-affected total of a script also counts stale values).
+    ///
+    /// A script runs in a task of its own and to its end even when the caller is cancelled:
+    /// sqlx stops a dropped query between statements, which could leave the one writer
+    /// connection inside an open transaction. On an error the transaction is rolled back.
+    async fn run_write(&self, query: SqliteQuery, script: bool) -> StoreResult<u64> {
+        let writer = self.writer.clone();
+        let write = async move {
+            let mut conn = writer.acquire().await?;
+            let result = if script {
+                query
+                    .fetch_all(&mut *conn)
+                    .await
+                    .and_then(|rows| match rows.first() {
+                        Some(row) => row.try_get::<i64, _>(0).map(|n| n.max(0) as u64),
+                        None => Ok(0),
+                    })
+            } else {
+                query
+                    .execute(&mut *conn)
+                    .await
+                    .map(|done| done.rows_affected())
+            };
+            if result.is_err() && script {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             }
+            match result {
+                Ok(changed) => Ok(changed),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    Err(StoreError::Conflict)
+                }
+                Err(other) => Err(other.into()),
+            }
+        };
+        if script {
+            tokio::spawn(write).await.map_err(|e| {
+                StoreError::Database(sqlx::Error::Protocol(format!("write task failed: {e}")))
+            })?
+        } else {
+            write.await
         }
     }
 
@@ -171,6 +176,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn shared_pool(&self) -> SharedPool {
+        SharedPool::Sqlite(self.writer.clone())
     }
 
     async fn migrate(&self) -> StoreResult<()> {
@@ -309,7 +318,8 @@ impl Store for SqliteStore {
 
     async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
         // One query, one trip to the connection's worker thread; nothing is written when the
-        // conversation is missing.
+        // conversation is missing. Values are bound owned, so the write can run in a task of
+        // its own (see `run_write`).
         let script = if usage.is_some() {
             APPEND_WITH_USAGE
         } else {
@@ -319,9 +329,9 @@ impl Store for SqliteStore {
             .bind(msg.id.to_string())
             .bind(msg.conversation_id.to_string())
             .bind(msg.role.as_str())
-            .bind(&msg.content)
+            .bind(msg.content.clone())
             .bind(msg.tokens)
-            .bind(&msg.model)
+            .bind(msg.model.clone())
             .bind(msg.metadata.to_string())
             .bind(ts(msg.created_at));
         if let Some(usage) = usage {
@@ -418,17 +428,16 @@ impl Store for SqliteStore {
     }
 }
 
-/// Binds a usage record after the parameters already bound.
-fn bind_usage<'q>(
-    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    usage: &'q UsageRecord,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+type SqliteQuery = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds a usage record (owned) after the parameters already bound.
+fn bind_usage(query: SqliteQuery, usage: &UsageRecord) -> SqliteQuery {
     query
         .bind(usage.id.to_string())
-        .bind(&usage.user_id)
+        .bind(usage.user_id.clone())
         .bind(usage.conversation_id.map(|id| id.to_string()))
-        .bind(&usage.kind)
-        .bind(&usage.model)
+        .bind(usage.kind.clone())
+        .bind(usage.model.clone())
         .bind(usage.prompt_tokens)
         .bind(usage.completion_tokens)
         .bind(usage.cost_usd)

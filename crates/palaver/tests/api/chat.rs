@@ -620,3 +620,85 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         "and its reply was stored"
     );
 }
+
+#[tokio::test]
+async fn a_refused_model_leaves_no_empty_conversation() {
+    for backend in backends() {
+        let (app, mock) = spawn(Format::OpenAi, backend, &[]).await;
+        // Anthropic is not configured: the route is refused before anything is stored.
+        let r = app
+            .chat(
+                "ivy",
+                json!({"message": "hi", "model": "anthropic/claude-3-5-haiku-latest"}),
+            )
+            .await;
+        r.assert_error(400, "validation_failed");
+        let list = app.list_conversations("ivy", "").await;
+        assert_eq!(list.body["meta"]["total"], 0, "{backend}: {}", list.body);
+        assert_eq!(mock.request_count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_conversation_deleted_mid_stream_still_counts_the_tokens() {
+    let mock = MockLlm::start(MockConfig {
+        tokens_per_sec: Some(100.0),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = format!("{}/v1", mock.base_url());
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("OPENAI_API_KEY", "sk-test-openai-key"),
+            ("OPENAI_BASE_URL", &base),
+        ],
+    )
+    .await;
+    let token = app.token("june");
+    let stream = app
+        .client
+        .post(format!("{}/api/v1/ai/chat", app.base))
+        .bearer_auth(&token)
+        .json(&json!({"message": "long [[mock:words=40]]", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = stream.bytes_stream();
+    use futures::StreamExt;
+    let mut seen = String::new();
+    while !seen.contains("chat:message") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    let conversation = parse_sse(&seen)
+        .into_iter()
+        .find(|(name, _)| name == "chat:user-message")
+        .unwrap()
+        .1["conversationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.delete_conversation("june", &conversation).await.status,
+        204
+    );
+    // The stream ends with an error, and the tokens spent are recorded all the same.
+    let mut rest = seen;
+    while let Some(chunk) = body.next().await {
+        rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    let events = parse_sse(&rest);
+    assert_eq!(events.last().unwrap().0, "chat:error", "{events:?}");
+    let usage = app
+        .request(Method::GET, "/api/v1/ai/usage", Some(&token), None)
+        .await;
+    assert_eq!(usage.status, 200);
+    assert!(
+        usage.body["completionTokens"].as_i64().unwrap() >= 40,
+        "{}",
+        usage.body
+    );
+}
