@@ -294,7 +294,14 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, service)
+        // Small writes (stream chunks, WebSocket frames) go out at once, not after the
+        // previous segment's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
+        let serve = axum::serve(listener, service)
             .with_graceful_shutdown(signal)
             .into_future();
         tokio::pin!(serve);
