@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::progress::{CONTEXT_BUILT, ProgressSink};
 use super::queue::Envelope;
 use super::repo::{Finish, JobRepo, RepoError, Stranded};
-use super::scoped::{JobScopedStore, completion_result, is_from_job};
+use super::scoped::{JobScopedStore, completion_result, is_from_job, reply_id};
 use super::{EmbeddingJobData, Inner, Job, JobEvent, JobKind, JobStatus, Jobs};
 use crate::api::chat::ChatRequest;
 use crate::error::ApiError;
@@ -354,10 +354,11 @@ impl Runner {
             .chat(user, input, mode)
             .await
             .map_err(|failure| failure.error)?;
-        Ok(completion_result(
-            &outcome.reply,
-            i64::from(outcome.total_tokens()),
-        ))
+        // The reply was stored under the job's reply id (see `JobScopedStore`).
+        let tokens = i64::from(outcome.total_tokens());
+        let mut reply = outcome.reply;
+        reply.id = reply_id(job.id);
+        Ok(completion_result(&reply, tokens))
     }
 
     /// `generate-embeddings`: `{embedding, model, tokens}` as `POST /ai/embeddings` answers `{text}`.
@@ -448,15 +449,27 @@ impl Runner {
 
 /// The result an earlier attempt kept, when its reply is stored in the conversation.
 fn stored_result(job: &Job, messages: &[store::Message]) -> Option<Value> {
-    let result = job.result.as_ref()?;
-    let id = result
-        .get("messageId")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())?;
-    messages
+    let reply = messages
         .iter()
-        .any(|m| m.id == id && m.role == Role::Assistant)
-        .then(|| result.clone())
+        .find(|m| m.role == Role::Assistant && m.id == reply_id(job.id))?;
+    match &job.result {
+        Some(result)
+            if result.get("messageId").and_then(Value::as_str)
+                == Some(reply.id.to_string().as_str()) =>
+        {
+            Some(result.clone())
+        }
+        // The result kept before the reply was stored was lost (a failed attempt cleared it):
+        // rebuild it from the stored exchange.
+        _ => {
+            let prompt = messages
+                .iter()
+                .filter(|m| m.role == Role::User && is_from_job(m, job.id))
+                .map(|m| m.tokens)
+                .sum::<i64>();
+            Some(completion_result(reply, prompt + reply.tokens))
+        }
+    }
 }
 
 /// Whether another attempt may succeed: upstream hiccups and infrastructure, not a refusal.

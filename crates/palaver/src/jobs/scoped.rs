@@ -28,6 +28,11 @@ pub fn is_from_job(message: &Message, job_id: Uuid) -> bool {
     message.metadata.get("jobId").and_then(Value::as_str) == Some(job_id.to_string().as_str())
 }
 
+/// The id of a completion job's reply: the same for every attempt of the job.
+pub fn reply_id(job_id: Uuid) -> Uuid {
+    Uuid::new_v5(&job_id, b"reply")
+}
+
 /// The result of a completion job (API.md: `{conversationId, messageId, content, tokens}`,
 /// `tokens` counting the whole exchange as `POST /ai/chat` does).
 pub fn completion_result(reply: &Message, total_tokens: i64) -> Value {
@@ -146,6 +151,8 @@ impl Store for JobScopedStore {
                 None => Ok(()),
             },
             Role::Assistant => {
+                // One id per job: however attempts interleave, a second reply cannot be stored.
+                message.id = reply_id(self.job_id);
                 let total = usage.map_or(message.tokens, |u| u.prompt_tokens + u.completion_tokens);
                 let result = completion_result(&message, total);
                 if !self

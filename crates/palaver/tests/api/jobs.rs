@@ -529,6 +529,45 @@ async fn re_running_a_job_never_stores_a_second_reply() {
             2,
             "still one user message and one reply"
         );
+
+        // Even when the kept result was lost too (a failed attempt cleared it), the stored
+        // reply is found by the job's reply id and the job completes with it.
+        set_active_with_expired_lease(&app, &id).await;
+        clear_result(&app, &id).await;
+        palaver::jobs::run_delivery(&app.state, job_id, 1)
+            .await
+            .unwrap();
+        let rebuilt = get_job(&app, "ida", &id).await.body;
+        assert_eq!(rebuilt["status"], "completed", "{rebuilt}");
+        assert_eq!(rebuilt["result"]["messageId"], done["result"]["messageId"]);
+        assert_eq!(rebuilt["result"]["content"], done["result"]["content"]);
+        assert_eq!(
+            mock.request_count(),
+            calls,
+            "the upstream was not asked again"
+        );
+        assert_eq!(messages(&app, "ida", conversation).await.len(), 2);
+    }
+}
+
+async fn clear_result(app: &TestApp, id: &str) {
+    match app.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
+            sqlx::query("UPDATE jobs SET result = NULL WHERE id = ?1")
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
+            sqlx::query("UPDATE jobs SET result = NULL WHERE id = $1::uuid")
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
     }
 }
 
