@@ -4,7 +4,6 @@
 //! Writes by a running attempt are guarded by its lease token (`locked_by`): a worker that
 //! lost its lease (presumed dead, job handed over) can no longer change the job.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
@@ -12,7 +11,7 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use uuid::Uuid;
 
 use super::{Job, JobKind, JobStatus};
-use crate::store::{SharedPool, Timestamp};
+use crate::store::{SharedPool, Timestamp, from_sqlite_text, to_sqlite_text};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -443,13 +442,11 @@ enum Bind {
 
 /// SQLite keeps times as fixed-width RFC 3339 text, so that they compare as text.
 fn ts(t: &Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    to_sqlite_text(*t)
 }
 
 fn parse_ts(s: &str) -> RepoResult<Timestamp> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| RepoError::Corrupt(format!("time `{s}`: {e}")))
+    from_sqlite_text(s).map_err(|e| RepoError::Corrupt(format!("time `{s}`: {e}")))
 }
 
 fn parse_uuid(s: &str) -> RepoResult<Uuid> {
@@ -526,6 +523,8 @@ fn pg_job(row: &PgRow) -> RepoResult<Job> {
 
 #[cfg(test)]
 mod tests {
+    use chrono::{DateTime, Utc};
+
     use super::*;
 
     #[test]

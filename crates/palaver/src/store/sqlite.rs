@@ -9,7 +9,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -29,15 +28,10 @@ pub struct SqliteStore {
     reader: SqlitePool,
 }
 
-/// The text form of an instant: `2026-01-01T00:00:00.000000Z`.
-pub fn ts(t: Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
+use super::{from_sqlite_text, to_sqlite_text as ts};
 
 fn parse_ts(s: &str) -> StoreResult<Timestamp> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| decode(format!("bad timestamp `{s}`: {e}")))
+    from_sqlite_text(s).map_err(|e| decode(format!("bad timestamp `{s}`: {e}")))
 }
 
 fn parse_uuid(s: &str) -> StoreResult<Uuid> {

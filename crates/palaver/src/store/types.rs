@@ -4,6 +4,17 @@ use uuid::Uuid;
 
 pub type Timestamp = DateTime<Utc>;
 
+/// The text form SQLite keeps an instant in: fixed-width RFC 3339 UTC
+/// (`2026-01-01T00:00:00.000000Z`), which sorts and compares like the instant it names.
+pub fn to_sqlite_text(t: Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Reads [`to_sqlite_text`] (or any RFC 3339 text) back.
+pub fn from_sqlite_text(s: &str) -> Result<Timestamp, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+}
+
 /// "Now", truncated to microseconds so that every backend stores and returns the same instant.
 pub fn now() -> Timestamp {
     Utc::now().trunc_subsecs(6)

@@ -48,6 +48,16 @@ async fn wait_for_messages(app: &TestApp, user: &str, conversation: &str, n: usi
     panic!("conversation {conversation} never reached {n} messages");
 }
 
+/// Waits (up to 2 s) until mock-llm has seen a client close a stream.
+async fn wait_for_cancelled_stream(mock: &MockLlm) {
+    for _ in 0..100 {
+        if mock.cancelled_streams() > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn handshakes_without_a_valid_token_are_refused() {
     let Some(mut io) = SocketDriver::start().await else {
@@ -237,12 +247,7 @@ async fn stop_cancels_the_upstream_and_stores_the_partial_reply() {
     assert_eq!(stopped["conversationId"], conversation.as_str());
 
     // The upstream connection was closed: mock-llm saw its client go away.
-    for _ in 0..100 {
-        if mock.cancelled_streams() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_cancelled_stream(&mock).await;
     assert_eq!(
         mock.cancelled_streams(),
         1,
@@ -341,12 +346,7 @@ async fn stream_on_disconnect_stop_stores_the_partial_reply() {
             .count()
             < 500
     );
-    for _ in 0..100 {
-        if mock.cancelled_streams() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_cancelled_stream(&mock).await;
     assert_eq!(mock.cancelled_streams(), 1);
 }
 
