@@ -702,3 +702,87 @@ async fn a_conversation_deleted_mid_stream_still_counts_the_tokens() {
         usage.body
     );
 }
+
+#[tokio::test]
+async fn openai_requests_carry_the_key_and_the_organization() {
+    let (app, mock) = spawn(Format::OpenAi, Backend::Sqlite, &[]).await;
+    let r = app
+        .chat("kai", json!({"message": "hello", "model": "gpt-4o-mini"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = mock
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(
+        sent.header("authorization"),
+        Some("Bearer sk-test-openai-key")
+    );
+    assert_eq!(sent.header("openai-organization"), Some("org-test"));
+}
+
+/// `palaver check` calls each configured provider once and says what works.
+#[tokio::test]
+async fn check_reports_each_provider() {
+    let mock = MockLlm::start(MockConfig::default()).await.unwrap();
+    let base = mock.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let data_dir = dir.path().to_owned();
+    let run = move |gemini_base: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_palaver"))
+            .arg("check")
+            .env_clear()
+            .env("PALAVER_DATA_DIR", &data_dir)
+            .env("OPENAI_API_KEY", "sk-test-openai-key")
+            .env("OPENAI_BASE_URL", format!("{base}/v1"))
+            .env("ANTHROPIC_API_KEY", "sk-ant-test-key")
+            .env("ANTHROPIC_BASE_URL", &base)
+            .env("GEMINI_API_KEY", "AIzaTestGeminiKey0000")
+            .env("GEMINI_BASE_URL", gemini_base)
+            .env("PROVIDER_MAX_ATTEMPTS", "1")
+            .output()
+            .unwrap()
+    };
+    let all_up = tokio::task::spawn_blocking({
+        let (base, run) = (mock.base_url(), run.clone());
+        move || run(base)
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&all_up.stdout);
+    assert!(all_up.status.success(), "{out}");
+    for provider in ["openai-compatible", "anthropic", "gemini"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ok") && l.contains(provider)),
+            "{provider}: {out}"
+        );
+    }
+    let models = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .count();
+    assert_eq!(models, 3, "one model list per provider");
+
+    let one_down = tokio::task::spawn_blocking(move || run(closed))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&one_down.stdout);
+    assert!(!one_down.status.success(), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("gemini")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("anthropic")),
+        "{out}"
+    );
+}
