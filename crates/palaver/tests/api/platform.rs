@@ -184,3 +184,29 @@ async fn embedded_mode_generates_and_keeps_a_jwt_secret() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+/// `LOG_FORMAT=json`: every log line is one JSON object (the binary logs to stderr).
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palaver"))
+        .arg("migrate")
+        .env_clear()
+        .env("PALAVER_DATA_DIR", dir.path())
+        .env("LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "migrations applied"),
+        "{stderr}"
+    );
+}
