@@ -102,16 +102,22 @@ async fn rate_limit_is_shared_by_two_instances_on_redis() {
 
 #[tokio::test]
 async fn quotas_refuse_once_spent_also_under_a_parallel_burst() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(
-            backend,
-            &[
-                ("QUOTA_TOKENS_PER_DAY", "400"),
-                ("RATE_LIMIT_PER_MINUTE", "1000"),
-                ("MOCK_WORD_DELAY_MS", "0"),
-            ],
-        )
-        .await;
+    // Reservations in process on each backend, and in Redis when it is configured.
+    let mut setups: Vec<(Backend, Option<String>)> =
+        backends().into_iter().map(|b| (b, None)).collect();
+    if let Some(redis) = redis_url() {
+        setups.push((Backend::Sqlite, Some(redis)));
+    }
+    for (backend, redis) in setups {
+        let mut env = vec![
+            ("QUOTA_TOKENS_PER_DAY", "400"),
+            ("RATE_LIMIT_PER_MINUTE", "1000"),
+            ("MOCK_WORD_DELAY_MS", "0"),
+        ];
+        if let Some(redis) = &redis {
+            env.push(("REDIS_URL", redis));
+        }
+        let app = TestApp::spawn_with(backend, &env).await;
         let user = unique("quota");
         let usage = app
             .request(
