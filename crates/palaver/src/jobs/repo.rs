@@ -4,19 +4,22 @@
 //! Writes by a running attempt are guarded by its lease token (`locked_by`): a worker that
 //! lost its lease (presumed dead, job handed over) can no longer change the job.
 
+use rusqlite::OptionalExtension;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
 use uuid::Uuid;
 
 use super::{Job, JobKind, JobStatus};
+use crate::store::embedded::{Db, DbError};
 use crate::store::{SharedPool, Timestamp, from_sqlite_text, to_sqlite_text};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     #[error("jobs table: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("jobs table: {0}")]
+    Embedded(#[from] DbError),
     #[error("jobs table: unreadable row: {0}")]
     Corrupt(String),
 }
@@ -49,7 +52,7 @@ pub struct Stranded {
 
 #[derive(Clone)]
 pub enum JobRepo {
-    Sqlite(SqlitePool),
+    Sqlite(Db),
     Postgres(PgPool),
 }
 
@@ -90,29 +93,36 @@ impl JobRepo {
 
     pub async fn insert(&self, job: &Job) -> RepoResult<()> {
         match self {
-            JobRepo::Sqlite(pool) => {
-                sqlx::query(concat!(
-                    "INSERT INTO jobs (",
-                    columns!(),
-                    ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                ))
-                .bind(job.id.to_string())
-                .bind(&job.user_id)
-                .bind(job.kind.as_str())
-                .bind(job.data.to_string())
-                .bind(job.status.as_str())
-                .bind(job.progress)
-                .bind(job.attempts)
-                .bind(job.max_attempts)
-                .bind(job.result.as_ref().map(Value::to_string))
-                .bind(&job.error)
-                .bind(job.conversation_id.map(|c| c.to_string()))
-                .bind(job.run_at.as_ref().map(ts))
-                .bind(&job.locked_by)
-                .bind(job.locked_until.as_ref().map(ts))
-                .bind(ts(&job.created_at))
-                .bind(ts(&job.updated_at))
-                .execute(pool)
+            JobRepo::Sqlite(db) => {
+                let row = (
+                    job.id.to_string(),
+                    job.user_id.clone(),
+                    job.kind.as_str(),
+                    job.data.to_string(),
+                    job.status.as_str(),
+                    job.progress,
+                    job.attempts,
+                    job.max_attempts,
+                    job.result.as_ref().map(Value::to_string),
+                    job.error.clone(),
+                    job.conversation_id.map(|c| c.to_string()),
+                    job.run_at.as_ref().map(ts),
+                    job.locked_by.clone(),
+                    job.locked_until.as_ref().map(ts),
+                    ts(&job.created_at),
+                    ts(&job.updated_at),
+                );
+                db.write(move |c| {
+                    c.prepare_cached(concat!(
+                        "INSERT INTO jobs (",
+                        columns!(),
+                        ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+                    ))?
+                    .execute(rusqlite::params![
+                        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
+                        row.10, row.11, row.12, row.13, row.14, row.15
+                    ])
+                })
                 .await?;
             }
             JobRepo::Postgres(pool) => {
@@ -146,13 +156,15 @@ impl JobRepo {
 
     pub async fn get(&self, id: Uuid) -> RepoResult<Option<Job>> {
         match self {
-            JobRepo::Sqlite(pool) => {
-                sqlx::query(concat!("SELECT ", columns!(), " FROM jobs WHERE id = ?"))
-                    .bind(id.to_string())
-                    .fetch_optional(pool)
-                    .await?
-                    .map(|row| sqlite_job(&row))
-                    .transpose()
+            JobRepo::Sqlite(db) => {
+                let id = id.to_string();
+                db.read(move |c| {
+                    c.prepare_cached(concat!("SELECT ", columns!(), " FROM jobs WHERE id = ?1"))?
+                        .query_row([id], sqlite_job)
+                        .optional()
+                })
+                .await
+                .map_err(RepoError::from)
             }
             JobRepo::Postgres(pool) => {
                 sqlx::query(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
@@ -177,23 +189,24 @@ impl JobRepo {
         lease_until: Timestamp,
     ) -> RepoResult<Option<Job>> {
         match self {
-            JobRepo::Sqlite(pool) => sqlx::query(concat!(
-                "UPDATE jobs SET status = 'active', attempts = ?2, locked_by = ?3, locked_until = ?5, run_at = NULL,
-                 updated_at = ?4 WHERE id = ?1
-                 AND ((status IN ('waiting', 'delayed') AND attempts < ?2 AND (run_at IS NULL OR run_at <= ?4))
-                      OR (status = 'active' AND attempts <= ?2 AND locked_until < ?4))
-                 RETURNING ",
-                columns!()
-            ))
-            .bind(id.to_string())
-            .bind(attempt)
-            .bind(token)
-            .bind(ts(&now))
-            .bind(ts(&lease_until))
-            .fetch_optional(pool)
-            .await?
-            .map(|row| sqlite_job(&row))
-            .transpose(),
+            JobRepo::Sqlite(db) => {
+                let (id, token, now, lease_until) =
+                    (id.to_string(), token.to_owned(), ts(&now), ts(&lease_until));
+                db.write(move |c| {
+                    c.prepare_cached(concat!(
+                        "UPDATE jobs SET status = 'active', attempts = ?2, locked_by = ?3, locked_until = ?5, run_at = NULL,
+                         updated_at = ?4 WHERE id = ?1
+                         AND ((status IN ('waiting', 'delayed') AND attempts < ?2 AND (run_at IS NULL OR run_at <= ?4))
+                              OR (status = 'active' AND attempts <= ?2 AND locked_until < ?4))
+                         RETURNING ",
+                        columns!()
+                    ))?
+                    .query_row(rusqlite::params![id, attempt, token, now, lease_until], sqlite_job)
+                    .optional()
+                })
+                .await
+                .map_err(RepoError::from)
+            }
             JobRepo::Postgres(pool) => sqlx::query(concat!(
                 "UPDATE jobs SET status = 'active', attempts = $2, locked_by = $3, locked_until = $5, run_at = NULL,
                  updated_at = $4 WHERE id = $1
@@ -282,22 +295,29 @@ impl JobRepo {
         };
         let now = crate::store::now();
         let rows = match self {
-            JobRepo::Sqlite(pool) => sqlx::query(
-                "UPDATE jobs SET status = ?3, progress = COALESCE(?4, progress), result = ?5, error = ?6, run_at = ?7,
-                 locked_by = NULL, locked_until = NULL, updated_at = ?8
-                 WHERE id = ?1 AND locked_by = ?2 AND status = 'active'",
-            )
-            .bind(id.to_string())
-            .bind(token)
-            .bind(status.as_str())
-            .bind(progress)
-            .bind(result.as_ref().map(Value::to_string))
-            .bind(error)
-            .bind(run_at.as_ref().map(ts))
-            .bind(ts(&now))
-            .execute(pool)
-            .await?
-            .rows_affected(),
+            JobRepo::Sqlite(db) => {
+                let row = (
+                    id.to_string(),
+                    token.to_owned(),
+                    status.as_str(),
+                    progress,
+                    result.as_ref().map(Value::to_string),
+                    error,
+                    run_at.as_ref().map(ts),
+                    ts(&now),
+                );
+                db.write(move |c| {
+                    c.prepare_cached(
+                        "UPDATE jobs SET status = ?3, progress = COALESCE(?4, progress), result = ?5, error = ?6, run_at = ?7,
+                         locked_by = NULL, locked_until = NULL, updated_at = ?8
+                         WHERE id = ?1 AND locked_by = ?2 AND status = 'active'",
+                    )?
+                    .execute(rusqlite::params![
+                        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
+                    ])
+                })
+                .await? as u64
+            }
             JobRepo::Postgres(pool) => sqlx::query(
                 "UPDATE jobs SET status = $3, progress = COALESCE($4, progress), result = $5, error = $6, run_at = $7,
                  locked_by = NULL, locked_until = NULL, updated_at = $8
@@ -322,13 +342,13 @@ impl JobRepo {
     pub async fn abandon(&self, id: Uuid, error: &str) -> RepoResult<()> {
         let now = crate::store::now();
         match self {
-            JobRepo::Sqlite(pool) => {
-                sqlx::query("UPDATE jobs SET status = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'waiting'")
-                    .bind(id.to_string())
-                    .bind(error)
-                    .bind(ts(&now))
-                    .execute(pool)
-                    .await?;
+            JobRepo::Sqlite(db) => {
+                let (id, error, now) = (id.to_string(), error.to_owned(), ts(&now));
+                db.write(move |c| {
+                    c.prepare_cached("UPDATE jobs SET status = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'waiting'")?
+                        .execute([id, error, now])
+                })
+                .await?;
             }
             JobRepo::Postgres(pool) => {
                 sqlx::query("UPDATE jobs SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND status = 'waiting'")
@@ -347,22 +367,25 @@ impl JobRepo {
     /// probably lost (an instance's local queue gone, a Redis without persistence restarted).
     pub async fn stranded(&self, before: Timestamp, limit: i64) -> RepoResult<Vec<Stranded>> {
         let rows = match self {
-            JobRepo::Sqlite(pool) => sqlx::query(
-                "SELECT id, status, attempts FROM jobs
-                 WHERE (status = 'waiting' AND updated_at < ?1) OR (status = 'delayed' AND run_at < ?1)
-                    OR (status = 'active' AND locked_until < ?1)
-                 ORDER BY updated_at LIMIT ?2",
-            )
-            .bind(ts(&before))
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                Ok((parse_uuid(&id)?, row.try_get::<String, _>("status")?, row.try_get::<i32, _>("attempts")?))
-            })
-            .collect::<RepoResult<Vec<_>>>()?,
+            JobRepo::Sqlite(db) => {
+                let before = ts(&before);
+                db.read(move |c| {
+                    c.prepare_cached(
+                        "SELECT id, status, attempts FROM jobs
+                         WHERE (status = 'waiting' AND updated_at < ?1) OR (status = 'delayed' AND run_at < ?1)
+                            OR (status = 'active' AND locked_until < ?1)
+                         ORDER BY updated_at LIMIT ?2",
+                    )?
+                    .query_map(rusqlite::params![before, limit], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i32>(2)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?
+                .into_iter()
+                .map(|(id, status, attempts)| Ok((parse_uuid(&id)?, status, attempts)))
+                .collect::<RepoResult<Vec<_>>>()?
+            }
             JobRepo::Postgres(pool) => sqlx::query(
                 "SELECT id, status, attempts FROM jobs
                  WHERE (status = 'waiting' AND updated_at < $1) OR (status = 'delayed' AND run_at < $1)
@@ -398,20 +421,19 @@ impl JobRepo {
     ) -> RepoResult<bool> {
         let now = crate::store::now();
         let rows = match self {
-            JobRepo::Sqlite(pool) => {
-                let query = match value {
-                    Bind::Time(t) => sqlx::query(sql.0).bind(ts(&t)),
-                    Bind::Int(i) => sqlx::query(sql.0).bind(i),
-                    Bind::Uuid(u) => sqlx::query(sql.0).bind(u.to_string()),
-                    Bind::Json(v) => sqlx::query(sql.0).bind(v.to_string()),
+            JobRepo::Sqlite(db) => {
+                let value = match value {
+                    Bind::Time(t) => rusqlite::types::Value::Text(ts(&t)),
+                    Bind::Int(i) => rusqlite::types::Value::Integer(i64::from(i)),
+                    Bind::Uuid(u) => rusqlite::types::Value::Text(u.to_string()),
+                    Bind::Json(v) => rusqlite::types::Value::Text(v.to_string()),
                 };
-                query
-                    .bind(id.to_string())
-                    .bind(token)
-                    .bind(ts(&now))
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
+                let (id, token, now) = (id.to_string(), token.to_owned(), ts(&now));
+                db.write(move |c| {
+                    c.prepare_cached(sql.0)?
+                        .execute(rusqlite::params![value, id, token, now])
+                })
+                .await? as u64
             }
             JobRepo::Postgres(pool) => {
                 let query = match value {
@@ -465,38 +487,41 @@ fn parse_json(s: &str) -> RepoResult<Value> {
     serde_json::from_str(s).map_err(|e| RepoError::Corrupt(format!("json: {e}")))
 }
 
-fn sqlite_job(row: &SqliteRow) -> RepoResult<Job> {
-    let opt_ts = |name: &str| -> RepoResult<Option<Timestamp>> {
-        row.try_get::<Option<String>, _>(name)?
+fn sqlite_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    fn bad(i: usize, e: RepoError) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    }
+    let text = |i: usize| row.get::<_, String>(i);
+    let opt_text = |i: usize| row.get::<_, Option<String>>(i);
+    let opt_ts = |i: usize| -> rusqlite::Result<Option<Timestamp>> {
+        opt_text(i)?
             .as_deref()
-            .map(parse_ts)
+            .map(|s| parse_ts(s).map_err(|e| bad(i, e)))
             .transpose()
     };
     Ok(Job {
-        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-        user_id: row.try_get("user_id")?,
-        kind: parse_kind(&row.try_get::<String, _>("kind")?)?,
-        data: parse_json(&row.try_get::<String, _>("data")?)?,
-        status: parse_status(&row.try_get::<String, _>("status")?)?,
-        progress: row.try_get("progress")?,
-        attempts: row.try_get("attempts")?,
-        max_attempts: row.try_get("max_attempts")?,
-        result: row
-            .try_get::<Option<String>, _>("result")?
+        id: parse_uuid(&text(0)?).map_err(|e| bad(0, e))?,
+        user_id: row.get(1)?,
+        kind: parse_kind(&text(2)?).map_err(|e| bad(2, e))?,
+        data: parse_json(&text(3)?).map_err(|e| bad(3, e))?,
+        status: parse_status(&text(4)?).map_err(|e| bad(4, e))?,
+        progress: row.get(5)?,
+        attempts: row.get(6)?,
+        max_attempts: row.get(7)?,
+        result: opt_text(8)?
             .as_deref()
-            .map(parse_json)
+            .map(|s| parse_json(s).map_err(|e| bad(8, e)))
             .transpose()?,
-        error: row.try_get("error")?,
-        conversation_id: row
-            .try_get::<Option<String>, _>("conversation_id")?
+        error: row.get(9)?,
+        conversation_id: opt_text(10)?
             .as_deref()
-            .map(parse_uuid)
+            .map(|s| parse_uuid(s).map_err(|e| bad(10, e)))
             .transpose()?,
-        run_at: opt_ts("run_at")?,
-        locked_by: row.try_get("locked_by")?,
-        locked_until: opt_ts("locked_until")?,
-        created_at: parse_ts(&row.try_get::<String, _>("created_at")?)?,
-        updated_at: parse_ts(&row.try_get::<String, _>("updated_at")?)?,
+        run_at: opt_ts(11)?,
+        locked_by: row.get(12)?,
+        locked_until: opt_ts(13)?,
+        created_at: parse_ts(&text(14)?).map_err(|e| bad(14, e))?,
+        updated_at: parse_ts(&text(15)?).map_err(|e| bad(15, e))?,
     })
 }
 

@@ -511,6 +511,7 @@ fn public_error(error: ServiceError) -> String {
 fn repo_error(err: RepoError) -> ServiceError {
     match err {
         RepoError::Database(e) => ServiceError::Store(StoreError::Database(e)),
+        RepoError::Embedded(e) => ServiceError::Store(StoreError::from(e)),
         RepoError::Corrupt(detail) => ServiceError::Limits(detail),
     }
 }

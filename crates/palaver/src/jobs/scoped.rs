@@ -186,6 +186,7 @@ impl Store for JobScopedStore {
 fn repo_error(err: super::RepoError) -> StoreError {
     match err {
         super::RepoError::Database(e) => StoreError::Database(e),
+        super::RepoError::Embedded(e) => StoreError::from(e),
         other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
     }
 }

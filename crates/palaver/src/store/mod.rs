@@ -4,6 +4,7 @@
 //! Every read that takes a `user_id` is scoped to that user, so another user's rows
 //! are indistinguishable from missing ones.
 
+pub mod embedded;
 mod postgres;
 mod sqlite;
 mod types;
@@ -24,6 +25,8 @@ pub enum StoreError {
     Conflict,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Embedded(embedded::DbError),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -33,7 +36,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// A store's connection pool (see [`Store::shared_pool`]).
 #[derive(Clone)]
 pub enum SharedPool {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(embedded::Db),
     Postgres(sqlx::PgPool),
 }
 
@@ -43,8 +46,8 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// The connection pool, for components that keep their own tables in the same database
-    /// (the `jobs` table): on SQLite they share the store's one writer connection, so that
-    /// writers never wait on each other's file lock.
+    /// (the `jobs` table): on SQLite they share the store's one writer thread, so that
+    /// writers never wait on each other's file lock and commit together.
     fn shared_pool(&self) -> SharedPool;
 
     /// Applies pending migrations.

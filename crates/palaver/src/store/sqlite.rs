@@ -1,168 +1,107 @@
-//! The embedded store: one SQLite file in WAL mode.
-//!
-//! SQLite lets one writer in at a time, so writes go through a pool of one connection
-//! (no `SQLITE_BUSY` between our own writers) and reads through a separate pool that
-//! runs beside it. Ids are stored as hyphenated text and times as fixed-width RFC 3339
-//! text, which sorts like the instant it names.
-
-use std::str::FromStr;
-use std::time::Duration;
+//! The embedded store: one SQLite file in WAL mode, on the [`embedded`](super::embedded)
+//! engine (one writer thread committing concurrent writes together, read-only connections
+//! beside it). Ids are stored as hyphenated text and times as fixed-width RFC 3339 text,
+//! which sorts like the instant it names.
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use rusqlite::{OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::embedded::{Db, DbError};
 use super::{
     Conversation, Message, ModelUsage, NewConversation, Role, SharedPool, Store, StoreError,
     StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 
-const READERS: u32 = 4;
-
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    db: Db,
 }
 
 use super::{from_sqlite_text, to_sqlite_text as ts};
 
-fn parse_ts(s: &str) -> StoreResult<Timestamp> {
-    from_sqlite_text(s).map_err(|e| decode(format!("bad timestamp `{s}`: {e}")))
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A column that does not read as what it should be.
+fn corrupt(column: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }
 
-fn parse_uuid(s: &str) -> StoreResult<Uuid> {
-    Uuid::parse_str(s).map_err(|e| decode(format!("bad uuid `{s}`: {e}")))
+fn uuid_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Uuid> {
+    let s: String = row.get(i)?;
+    Uuid::parse_str(&s).map_err(|e| corrupt(i, format!("bad uuid `{s}`: {e}")))
 }
 
-fn parse_json(s: &str) -> StoreResult<serde_json::Value> {
-    serde_json::from_str(s).map_err(|e| decode(format!("bad JSON: {e}")))
+fn ts_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Timestamp> {
+    let s: String = row.get(i)?;
+    from_sqlite_text(&s).map_err(|e| corrupt(i, format!("bad timestamp `{s}`: {e}")))
 }
 
-fn decode(message: String) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(message.into()))
+fn opt_ts_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Timestamp>> {
+    let s: Option<String> = row.get(i)?;
+    s.map(|s| from_sqlite_text(&s).map_err(|e| corrupt(i, format!("bad timestamp `{s}`: {e}"))))
+        .transpose()
 }
 
-fn conversation(row: &SqliteRow) -> StoreResult<Conversation> {
-    Ok(Conversation {
-        id: parse_uuid(row.try_get("id")?)?,
-        user_id: row.try_get("user_id")?,
-        title: row.try_get("title")?,
-        system_prompt: row.try_get("system_prompt")?,
-        model: row.try_get("model")?,
-        metadata: parse_json(row.try_get("metadata")?)?,
-        message_count: row.try_get("message_count")?,
-        created_at: parse_ts(row.try_get("created_at")?)?,
-        updated_at: parse_ts(row.try_get("updated_at")?)?,
-    })
-}
-
-fn message(row: &SqliteRow) -> StoreResult<Message> {
-    let role: &str = row.try_get("role")?;
-    Ok(Message {
-        id: parse_uuid(row.try_get("id")?)?,
-        conversation_id: parse_uuid(row.try_get("conversation_id")?)?,
-        role: Role::parse(role).ok_or_else(|| decode(format!("bad role `{role}`")))?,
-        content: row.try_get("content")?,
-        tokens: row.try_get("tokens")?,
-        model: row.try_get("model")?,
-        metadata: parse_json(row.try_get("metadata")?)?,
-        created_at: parse_ts(row.try_get("created_at")?)?,
-    })
+fn json_at(row: &Row<'_>, i: usize) -> rusqlite::Result<serde_json::Value> {
+    let s: String = row.get(i)?;
+    serde_json::from_str(&s).map_err(|e| corrupt(i, format!("bad JSON: {e}")))
 }
 
 const CONVERSATION_COLUMNS: &str =
     "id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at";
 
+fn conversation(row: &Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: uuid_at(row, 0)?,
+        user_id: row.get(1)?,
+        title: row.get(2)?,
+        system_prompt: row.get(3)?,
+        model: row.get(4)?,
+        metadata: json_at(row, 5)?,
+        message_count: row.get(6)?,
+        created_at: ts_at(row, 7)?,
+        updated_at: ts_at(row, 8)?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, role, content, tokens, model, metadata, created_at";
+
+fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
+    let role: String = row.get(2)?;
+    Ok(Message {
+        id: uuid_at(row, 0)?,
+        conversation_id: uuid_at(row, 1)?,
+        role: Role::parse(&role).ok_or_else(|| corrupt(2, format!("bad role `{role}`")))?,
+        content: row.get(3)?,
+        tokens: row.get(4)?,
+        model: row.get(5)?,
+        metadata: json_at(row, 6)?,
+        created_at: ts_at(row, 7)?,
+    })
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> StoreError {
+        if e.is_unique_violation() {
+            StoreError::Conflict
+        } else {
+            StoreError::Embedded(e)
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the database at `url` (`sqlite://path` or `sqlite::memory:`).
     pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000");
-        let filename = options.get_filename().to_owned();
-        let in_memory =
-            filename.as_os_str().is_empty() || filename.to_string_lossy().contains(":memory:");
-        if !in_memory
-            && let Some(parent) = filename.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        }
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(READERS)
-                .min_connections(1)
-                .connect_with(options.read_only(true))
-                .await?
-        };
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            db: Db::open(url).await?,
+        })
     }
 
-    /// Runs a write on the writer: a statement (returns the rows it changed) or, with
-    /// `script`, a `BEGIN ... SELECT changes(); COMMIT;` script (returns the count it selects;
-    /// the rows-affected total of a script also counts stale values).
-    ///
-    /// A script runs in a task of its own and to its end even when the caller is cancelled:
-    /// sqlx stops a dropped query between statements, which could leave the one writer
-    /// connection inside an open transaction. On an error the transaction is rolled back.
-    async fn run_write(&self, query: SqliteQuery, script: bool) -> StoreResult<u64> {
-        let writer = self.writer.clone();
-        let write = async move {
-            let mut conn = writer.acquire().await?;
-            let result = if script {
-                query
-                    .fetch_all(&mut *conn)
-                    .await
-                    .and_then(|rows| match rows.first() {
-                        Some(row) => row.try_get::<i64, _>(0).map(|n| n.max(0) as u64),
-                        None => Ok(0),
-                    })
-            } else {
-                query
-                    .execute(&mut *conn)
-                    .await
-                    .map(|done| done.rows_affected())
-            };
-            if result.is_err() && script {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            }
-            match result {
-                Ok(changed) => Ok(changed),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    Err(StoreError::Conflict)
-                }
-                Err(other) => Err(other.into()),
-            }
-        };
-        if script {
-            tokio::spawn(write).await.map_err(|e| {
-                StoreError::Database(sqlx::Error::Protocol(format!("write task failed: {e}")))
-            })?
-        } else {
-            write.await
-        }
-    }
-
-    /// The write pool (for components that keep their own tables in the same file).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.writer
+    /// The engine (for components that keep their own tables in the same file).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 }
 
@@ -173,65 +112,73 @@ impl Store for SqliteStore {
     }
 
     fn shared_pool(&self) -> SharedPool {
-        SharedPool::Sqlite(self.writer.clone())
+        SharedPool::Sqlite(self.db.clone())
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.writer)
+        Ok(self.db.migrate(&MIGRATOR).await?)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
             .await?;
         Ok(())
     }
 
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
-    }
-
     async fn ensure_user(&self, user_id: &str, now: Timestamp) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (id, total_tokens_used, created_at) VALUES (?1, 0, ?2) ON CONFLICT (id) DO NOTHING")
-            .bind(user_id)
-            .bind(ts(now))
-            .execute(&self.writer)
+        let (user_id, now) = (user_id.to_owned(), ts(now));
+        self.db
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO users (id, total_tokens_used, created_at) VALUES (?1, 0, ?2) \
+                     ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![user_id, now])
+            })
             .await?;
         Ok(())
     }
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT id, total_tokens_used, created_at FROM users WHERE id = ?1")
-            .bind(user_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|row| {
-            Ok(User {
-                id: row.try_get("id")?,
-                total_tokens_used: row.try_get("total_tokens_used")?,
-                created_at: parse_ts(row.try_get("created_at")?)?,
+        let user_id = user_id.to_owned();
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT id, total_tokens_used, created_at FROM users WHERE id = ?1",
+                )?
+                .query_row([user_id], |row| {
+                    Ok(User {
+                        id: row.get(0)?,
+                        total_tokens_used: row.get(1)?,
+                        created_at: ts_at(row, 2)?,
+                    })
+                })
+                .optional()
             })
-        })
-        .transpose()
+            .await?)
     }
 
     async fn create_conversation(&self, new: &NewConversation) -> StoreResult<Conversation> {
-        let result = sqlx::query(
-            "INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7)",
-        )
-        .bind(new.id.to_string())
-        .bind(&new.user_id)
-        .bind(&new.title)
-        .bind(&new.system_prompt)
-        .bind(&new.model)
-        .bind(new.metadata.to_string())
-        .bind(ts(new.created_at))
-        .execute(&self.writer)
-        .await;
-        match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict);
-            }
-            other => other?,
-        };
+        let row = (
+            new.id.to_string(),
+            new.user_id.clone(),
+            new.title.clone(),
+            new.system_prompt.clone(),
+            new.model.clone(),
+            new.metadata.to_string(),
+            ts(new.created_at),
+        );
+        self.db
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7)",
+                )?
+                .execute(params![row.0, row.1, row.2, row.3, row.4, row.5, row.6])
+            })
+            .await?;
         Ok(new.created())
     }
 
@@ -241,56 +188,65 @@ impl Store for SqliteStore {
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<Conversation>, u64)> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")
-                .bind(user_id)
-                .fetch_one(&self.reader)
-                .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ?1 \
-             ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3"
-        )))
-        .bind(user_id)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.reader)
-        .await?;
-        let conversations = rows
-            .iter()
-            .map(conversation)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok((conversations, u64::try_from(total).unwrap_or(0)))
+        let user_id = user_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .read(move |c| {
+                let total: i64 = c
+                    .prepare_cached("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")?
+                    .query_row([&user_id], |r| r.get(0))?;
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ?1 \
+                     ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+                ))?;
+                let conversations = stmt
+                    .query_map(params![user_id, limit, offset], conversation)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((conversations, u64::try_from(total).unwrap_or(0)))
+            })
+            .await?)
     }
 
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND user_id = ?2"
-        )))
-        .bind(id.to_string())
-        .bind(user_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(conversation).transpose()
+        let (user_id, id) = (user_id.to_owned(), id.to_string());
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND user_id = ?2"
+                ))?
+                .query_row([id, user_id], conversation)
+                .optional()
+            })
+            .await?)
     }
 
     async fn delete_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM conversations WHERE id = ?1 AND user_id = ?2")
-            .bind(id.to_string())
-            .bind(user_id)
-            .execute(&self.writer)
+        let (user_id, id) = (user_id.to_owned(), id.to_string());
+        let deleted = self
+            .db
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM conversations WHERE id = ?1 AND user_id = ?2")?
+                    .execute([id, user_id])
+            })
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(deleted > 0)
     }
 
     async fn list_messages(&self, conversation_id: Uuid) -> StoreResult<Vec<Message>> {
-        let rows = sqlx::query(
-            "SELECT id, conversation_id, role, content, tokens, model, metadata, created_at FROM messages \
-             WHERE conversation_id = ?1 ORDER BY created_at, seq",
-        )
-        .bind(conversation_id.to_string())
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(message).collect()
+        let id = conversation_id.to_string();
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY created_at, seq"
+                ))?
+                .query_map([id], message)?
+                .collect()
+            })
+            .await?)
     }
 
     async fn recent_messages(
@@ -298,165 +254,185 @@ impl Store for SqliteStore {
         conversation_id: Uuid,
         limit: u64,
     ) -> StoreResult<Vec<Message>> {
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT seq, id, conversation_id, role, content, tokens, model, metadata, created_at \
-             FROM messages WHERE conversation_id = ?1 ORDER BY created_at DESC, seq DESC LIMIT ?2) \
-             ORDER BY created_at, seq",
-        )
-        .bind(conversation_id.to_string())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(message).collect()
+        let id = conversation_id.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM (SELECT seq, {MESSAGE_COLUMNS} \
+                     FROM messages WHERE conversation_id = ?1 ORDER BY created_at DESC, seq DESC LIMIT ?2) \
+                     ORDER BY created_at, seq"
+                ))?
+                .query_map(params![id, limit], message)?
+                .collect()
+            })
+            .await?)
     }
 
     async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
-        // One query, one trip to the connection's worker thread; nothing is written when the
-        // conversation is missing. Values are bound owned, so the write can run in a task of
-        // its own (see `run_write`).
-        let script = if usage.is_some() {
-            APPEND_WITH_USAGE
-        } else {
-            APPEND
-        };
-        let mut query = sqlx::query(script)
-            .bind(msg.id.to_string())
-            .bind(msg.conversation_id.to_string())
-            .bind(msg.role.as_str())
-            .bind(msg.content.clone())
-            .bind(msg.tokens)
-            .bind(msg.model.clone())
-            .bind(msg.metadata.to_string())
-            .bind(ts(msg.created_at));
-        if let Some(usage) = usage {
-            query = bind_usage(query, usage);
-        }
-        let changed = self.run_write(query, usage.is_some()).await?;
-        if changed == 0 {
+        // Nothing is written when the conversation is missing; the usage record goes in the
+        // same transaction as its message (triggers move the conversation and the user's total).
+        let row = (
+            msg.id.to_string(),
+            msg.conversation_id.to_string(),
+            msg.role.as_str(),
+            msg.content.clone(),
+            msg.tokens,
+            msg.model.clone(),
+            msg.metadata.to_string(),
+            ts(msg.created_at),
+        );
+        let usage = usage.map(UsageRow::from);
+        let stored = self
+            .db
+            .write(move |c| {
+                let stored = c.prepare_cached(APPEND)?.execute(params![
+                    row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
+                ])?;
+                if stored == 1
+                    && let Some(usage) = usage
+                {
+                    usage.insert(c)?;
+                }
+                Ok(stored)
+            })
+            .await?;
+        if stored == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
-        let query = bind_usage(sqlx::query(RECORD_USAGE), usage);
-        self.run_write(query, false).await?;
+        let usage = UsageRow::from(usage);
+        self.db.write(move |c| usage.insert(c)).await?;
         Ok(())
     }
 
     async fn usage_stats(&self, user_id: &str) -> StoreResult<UsageTotals> {
-        let totals = sqlx::query(
-            "SELECT COALESCE(SUM(prompt_tokens), 0) AS prompt, COALESCE(SUM(completion_tokens), 0) AS completion, \
-             COUNT(*) AS requests, COALESCE(SUM(cost_usd), 0.0) AS cost, MAX(created_at) AS last \
-             FROM usage_records WHERE user_id = ?1",
-        )
-        .bind(user_id)
-        .fetch_one(&self.reader)
-        .await?;
-        let by_model = sqlx::query(
-            "SELECT model, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt, SUM(completion_tokens) AS completion, \
-             SUM(cost_usd) AS cost FROM usage_records WHERE user_id = ?1 GROUP BY model ORDER BY model",
-        )
-        .bind(user_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let conversations_count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")
-                .bind(user_id)
-                .fetch_one(&self.reader)
-                .await?;
-        let messages = sqlx::query(
-            "SELECT COUNT(*) AS n, MAX(m.created_at) AS last FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1",
-        )
-        .bind(user_id)
-        .fetch_one(&self.reader)
-        .await?;
-
-        let prompt_tokens: i64 = totals.try_get("prompt")?;
-        let completion_tokens: i64 = totals.try_get("completion")?;
-        let last_usage = totals
-            .try_get::<Option<String>, _>("last")?
-            .as_deref()
-            .map(parse_ts)
-            .transpose()?;
-        let last_message = messages
-            .try_get::<Option<String>, _>("last")?
-            .as_deref()
-            .map(parse_ts)
-            .transpose()?;
-        Ok(UsageTotals {
-            total_tokens: prompt_tokens + completion_tokens,
-            prompt_tokens,
-            completion_tokens,
-            requests: totals.try_get("requests")?,
-            cost_usd: totals.try_get("cost")?,
-            conversations_count,
-            messages_count: messages.try_get("n")?,
-            last_used: last_usage.max(last_message),
-            by_model: by_model
-                .iter()
-                .map(|row| {
-                    Ok(ModelUsage {
-                        model: row.try_get("model")?,
-                        requests: row.try_get("requests")?,
-                        prompt_tokens: row.try_get("prompt")?,
-                        completion_tokens: row.try_get("completion")?,
-                        cost_usd: row.try_get("cost")?,
-                    })
-                })
-                .collect::<StoreResult<Vec<_>>>()?,
-        })
+        let user_id = user_id.to_owned();
+        Ok(self.db.read(move |c| usage_stats(c, &user_id)).await?)
     }
 
     async fn tokens_used_since(&self, user_id: &str, since: Timestamp) -> StoreResult<i64> {
-        let used: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_records \
-             WHERE user_id = ?1 AND created_at >= ?2",
-        )
-        .bind(user_id)
-        .bind(ts(since))
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(used)
+        let (user_id, since) = (user_id.to_owned(), ts(since));
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_records \
+                     WHERE user_id = ?1 AND created_at >= ?2",
+                )?
+                .query_row([user_id, since], |r| r.get(0))
+            })
+            .await?)
     }
 }
 
-type SqliteQuery = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+fn usage_stats(c: &rusqlite::Connection, user_id: &str) -> rusqlite::Result<UsageTotals> {
+    let (prompt_tokens, completion_tokens, requests, cost_usd, last_usage): (
+        i64,
+        i64,
+        i64,
+        f64,
+        Option<Timestamp>,
+    ) = c
+        .prepare_cached(
+            "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), \
+             COUNT(*), COALESCE(SUM(cost_usd), 0.0), MAX(created_at) \
+             FROM usage_records WHERE user_id = ?1",
+        )?
+        .query_row([user_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, opt_ts_at(r, 4)?))
+        })?;
+    let by_model = c
+        .prepare_cached(
+            "SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd) \
+             FROM usage_records WHERE user_id = ?1 GROUP BY model ORDER BY model",
+        )?
+        .query_map([user_id], |r| {
+            Ok(ModelUsage {
+                model: r.get(0)?,
+                requests: r.get(1)?,
+                prompt_tokens: r.get(2)?,
+                completion_tokens: r.get(3)?,
+                cost_usd: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let conversations_count: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")?
+        .query_row([user_id], |r| r.get(0))?;
+    let (messages_count, last_message): (i64, Option<Timestamp>) = c
+        .prepare_cached(
+            "SELECT COUNT(*), MAX(m.created_at) FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1",
+        )?
+        .query_row([user_id], |r| Ok((r.get(0)?, opt_ts_at(r, 1)?)))?;
+    Ok(UsageTotals {
+        total_tokens: prompt_tokens + completion_tokens,
+        prompt_tokens,
+        completion_tokens,
+        requests,
+        cost_usd,
+        conversations_count,
+        messages_count,
+        last_used: last_usage.max(last_message),
+        by_model,
+    })
+}
 
-/// Binds a usage record (owned) after the parameters already bound.
-fn bind_usage(query: SqliteQuery, usage: &UsageRecord) -> SqliteQuery {
-    query
-        .bind(usage.id.to_string())
-        .bind(usage.user_id.clone())
-        .bind(usage.conversation_id.map(|id| id.to_string()))
-        .bind(usage.kind.clone())
-        .bind(usage.model.clone())
-        .bind(usage.prompt_tokens)
-        .bind(usage.completion_tokens)
-        .bind(usage.cost_usd)
-        .bind(ts(usage.created_at))
+/// A usage record, owned, ready to insert (a trigger adds it to the user's total).
+struct UsageRow {
+    id: String,
+    user_id: String,
+    conversation_id: Option<String>,
+    kind: String,
+    model: String,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cost_usd: f64,
+    created_at: String,
+}
+
+impl From<&UsageRecord> for UsageRow {
+    fn from(u: &UsageRecord) -> UsageRow {
+        UsageRow {
+            id: u.id.to_string(),
+            user_id: u.user_id.clone(),
+            conversation_id: u.conversation_id.map(|id| id.to_string()),
+            kind: u.kind.clone(),
+            model: u.model.clone(),
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cost_usd: u.cost_usd,
+            created_at: ts(u.created_at),
+        }
+    }
+}
+
+impl UsageRow {
+    fn insert(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+        c.prepare_cached(
+            "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            self.id,
+            self.user_id,
+            self.conversation_id,
+            self.kind,
+            self.model,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost_usd,
+            self.created_at
+        ])
+    }
 }
 
 /// Appends a message (`?1`..`?8`) if its conversation exists; a trigger moves the conversation.
 const APPEND: &str =
     "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?2)";
-
-/// `APPEND` and, only if the message was stored, its usage record (`?9`..`?17`; a trigger adds
-/// it to the user's total), in one transaction; the one row it returns says whether the usage
-/// record was stored. Every statement numbers its parameters from `?1` without gaps: sqlx
-/// binds a multi-statement query correctly only then.
-const APPEND_WITH_USAGE: &str = "BEGIN IMMEDIATE;
-INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?2);
-INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    SELECT ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17 FROM messages
-     WHERE id = ?1 AND conversation_id = ?2 AND role = ?3 AND content = ?4 AND tokens = ?5
-       AND model IS ?6 AND metadata = ?7 AND created_at = ?8;
-SELECT changes();
-COMMIT;";
-
-/// A usage record (`?1`..`?9`); a trigger adds it to the user's total.
-const RECORD_USAGE: &str = "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";

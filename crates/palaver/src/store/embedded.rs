@@ -1,0 +1,467 @@
+//! The embedded SQLite engine under the store and the `jobs` table: one writer thread that
+//! commits concurrent writes together, and read-only connections beside it.
+//!
+//! Why not sqlx here: sqlx-sqlite runs every statement on a worker thread of its connection
+//! and its pool pings that thread on each acquire and release, so a single write costs
+//! three thread hand-offs. With one writer, those hand-offs were the ceiling of the whole
+//! service (about 1,100 chats/s on a 2-core machine, mostly spent in the scheduler). Here a
+//! write is one hand-off to the writer thread, which takes every write waiting at that
+//! moment into one transaction (group commit): each in a savepoint of its own, so one
+//! write failing leaves the others alone, and each caller hears back only after the commit.
+//!
+//! Migrations are sqlx's (same files, same `_sqlx_migrations` table), applied here.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, oneshot};
+
+/// Errors of the embedded engine.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("sqlite: the transaction could not be committed: {0}")]
+    Commit(String),
+    #[error("sqlite: the database is closed")]
+    Closed,
+    #[error("sqlite: bad database url: {0}")]
+    Url(String),
+    #[error("sqlite: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("sqlite: migration {version} ({description}): {message}")]
+    Migrate {
+        version: i64,
+        description: String,
+        message: String,
+    },
+}
+
+impl DbError {
+    /// A primary key or unique constraint refused the row.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        )
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Writes taken into one transaction at most.
+const MAX_BATCH: usize = 256;
+const READERS: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Called once the batch a write ran in is committed (or not).
+type Deliver = Box<dyn FnOnce(Result<(), &str>) + Send>;
+/// A write: runs on the writer inside the batch's transaction, or is told why it cannot.
+type WriteJob = Box<dyn FnOnce(Result<&Connection, &str>) -> Deliver + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+enum Job {
+    Write(WriteJob),
+    /// Reads go through the writer only when the database is in memory (one connection).
+    Read(ReadJob),
+}
+
+/// A handle on one database; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: mpsc::Sender<Job>,
+    readers: Option<Readers>,
+}
+
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating when missing) the database at `url` (`sqlite://path`, `sqlite:path`
+    /// or `sqlite::memory:`).
+    pub async fn open(url: &str) -> DbResult<Db> {
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(|e| DbError::Url(e.to_string()))?;
+        let filename = options.get_filename().to_owned();
+        let in_memory =
+            filename.as_os_str().is_empty() || filename.to_string_lossy().contains(":memory:");
+        let path = (!in_memory).then_some(filename);
+        tokio::task::spawn_blocking(move || Db::open_blocking(path))
+            .await
+            .map_err(|_| DbError::Closed)?
+    }
+
+    fn open_blocking(path: Option<PathBuf>) -> DbResult<Db> {
+        let writer = match &path {
+            Some(path) => {
+                if let Some(parent) = path.parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent)?;
+                }
+                Connection::open(path)?
+            }
+            None => Connection::open_in_memory()?,
+        };
+        configure(&writer)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        let readers = match path {
+            Some(path) => {
+                let first = open_reader(&path)?;
+                Some(Readers {
+                    idle: Mutex::new(vec![first]),
+                    permits: Semaphore::new(READERS),
+                    path,
+                })
+            }
+            None => None,
+        };
+        let (sender, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("palaver-sqlite-writer".into())
+            .spawn(move || write_loop(writer, receiver))?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                writer: sender,
+                readers,
+            }),
+        })
+    }
+
+    /// Runs `f` on the writer, in a transaction shared with the other writes waiting at the
+    /// same moment, under a savepoint of its own: when `f` fails, only its changes are undone.
+    /// Returns once the transaction is committed. The write runs to its end even when the
+    /// caller stops waiting.
+    pub async fn write<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<DbResult<T>>();
+        let job: WriteJob = Box::new(move |conn| {
+            let outcome = match conn {
+                Ok(conn) => in_savepoint(conn, f),
+                Err(why) => Err(DbError::Commit(why.to_owned())),
+            };
+            Box::new(move |committed: Result<(), &str>| {
+                let result = match (outcome, committed) {
+                    (Ok(value), Ok(())) => Ok(value),
+                    (Ok(_), Err(why)) => Err(DbError::Commit(why.to_owned())),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.send(Job::Write(job))?;
+        rx.await.map_err(|_| DbError::Closed)?
+    }
+
+    /// Runs `f` on a read-only connection (off the async threads); reads see every write
+    /// that has been acknowledged.
+    pub async fn read<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let Some(readers) = &self.inner.readers else {
+            let (tx, rx) = oneshot::channel();
+            let job: ReadJob = Box::new(move |conn| {
+                let result = catch_unwind(AssertUnwindSafe(|| f(conn)));
+                if let Ok(result) = result {
+                    let _ = tx.send(result.map_err(DbError::from));
+                }
+            });
+            self.send(Job::Read(job))?;
+            return rx.await.map_err(|_| DbError::Closed)?;
+        };
+        let _permit = readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| DbError::Closed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(readers) = &inner.readers else {
+                return Err(DbError::Closed);
+            };
+            let idle = readers.idle.lock().map_err(|_| DbError::Closed)?.pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => open_reader(&readers.path)?,
+            };
+            let result = f(&conn).map_err(DbError::from);
+            if let Ok(mut idle) = readers.idle.lock() {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| DbError::Closed)?
+    }
+
+    fn send(&self, job: Job) -> DbResult<()> {
+        self.inner.writer.send(job).map_err(|_| DbError::Closed)
+    }
+
+    /// Applies the pending migrations of `migrator` (sqlx's format and bookkeeping table).
+    pub async fn migrate(&self, migrator: &'static sqlx::migrate::Migrator) -> DbResult<()> {
+        // Migrations run outside the batch transaction: one write that commits its own.
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(apply_migrations(conn, migrator));
+        });
+        self.send(Job::Read(job))?;
+        rx.await.map_err(|_| DbError::Closed)?
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -16000)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn open_reader(path: &PathBuf) -> DbResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "cache_size", -16000)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Runs `f` between `SAVEPOINT` and `RELEASE`, undoing its changes when it fails (or panics).
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> DbResult<T> {
+    conn.prepare_cached("SAVEPOINT write")?.execute([])?;
+    match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+        Ok(Ok(value)) => {
+            conn.prepare_cached("RELEASE write")?.execute([])?;
+            Ok(value)
+        }
+        failed => {
+            conn.prepare_cached("ROLLBACK TO write")?.execute([])?;
+            conn.prepare_cached("RELEASE write")?.execute([])?;
+            match failed {
+                Ok(Err(e)) => Err(e.into()),
+                _ => Err(DbError::Commit("the write panicked".into())),
+            }
+        }
+    }
+}
+
+fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut delivers: Vec<Deliver> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let mut writes = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            match job {
+                Job::Read(read) => {
+                    let _ = catch_unwind(AssertUnwindSafe(|| read(&conn)));
+                }
+                Job::Write(write) => writes.push(write),
+            }
+        }
+        if writes.is_empty() {
+            continue;
+        }
+        let count = writes.len();
+        match conn
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+        {
+            Ok(_) => {
+                for write in writes {
+                    delivers.push(write(Ok(&conn)));
+                }
+                let committed = conn
+                    .prepare_cached("COMMIT")
+                    .and_then(|mut s| s.execute([]))
+                    .map(drop)
+                    .map_err(|e| e.to_string());
+                if committed.is_err() && !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                for deliver in delivers.drain(..) {
+                    deliver(committed.as_ref().map(|_| ()).map_err(String::as_str));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for write in writes {
+                    write(Err(&why))(Err(&why));
+                }
+            }
+        }
+        metrics::histogram!("palaver_sqlite_batch_writes").record(count as f64);
+        metrics::histogram!("palaver_sqlite_batch_seconds").record(started.elapsed().as_secs_f64());
+    }
+}
+
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
+fn apply_migrations(conn: &Connection, migrator: &sqlx::migrate::Migrator) -> DbResult<()> {
+    conn.execute_batch(MIGRATIONS_TABLE)?;
+    let mut applied = std::collections::HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT version, checksum, success FROM _sqlx_migrations")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, bool>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (version, checksum, success) = row?;
+            applied.insert(version, (checksum, success));
+        }
+    }
+    for migration in migrator.iter() {
+        if migration.migration_type.is_down_migration() {
+            continue;
+        }
+        let fail = |message: String| DbError::Migrate {
+            version: migration.version,
+            description: migration.description.to_string(),
+            message,
+        };
+        match applied.get(&migration.version) {
+            Some((_, false)) => return Err(fail("left half-applied by an earlier run".into())),
+            Some((checksum, true)) if checksum.as_slice() != &*migration.checksum => {
+                return Err(fail(
+                    "it was applied from a different file than this build carries".into(),
+                ));
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        let started = Instant::now();
+        let run = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.execute_batch(migration.sql.as_str())?;
+            conn.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (?1, ?2, TRUE, ?3, ?4)",
+                rusqlite::params![
+                    migration.version,
+                    migration.description.as_ref(),
+                    migration.checksum.as_ref(),
+                    i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
+                ],
+            )?;
+            conn.execute_batch("COMMIT")
+        };
+        if let Err(e) = run() {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            return Err(fail(e.to_string()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_write_leaves_the_others_of_its_batch() {
+        let dir = std::env::temp_dir().join(format!("palaver-embedded-{}", uuid::Uuid::now_v7()));
+        let db = Db::open(&format!("sqlite://{}/t.db", dir.display()))
+            .await
+            .unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+            .await
+            .unwrap();
+        // Many writes at once land in few batches; the duplicates fail alone.
+        let writes = (0..200).map(|i| {
+            let db = db.clone();
+            async move {
+                db.write(move |c| c.execute("INSERT INTO t (k) VALUES (?1)", [i % 100]))
+                    .await
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        let conflicts = results
+            .iter()
+            .filter(|r| matches!(r, Err(e) if e.is_unique_violation()))
+            .count();
+        assert_eq!((ok, conflicts), (100, 100));
+        let n: i64 = db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(n, 100);
+        // A write that fails after changing rows leaves none of them.
+        let failed = db
+            .write(|c| {
+                c.execute("INSERT INTO t (k) VALUES (1000)", [])?;
+                c.execute("INSERT INTO t (k) VALUES (1)", [])
+            })
+            .await;
+        assert!(failed.unwrap_err().is_unique_violation());
+        let n: i64 = db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM t WHERE k = 1000", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn in_memory_reads_see_writes() {
+        let db = Db::open("sqlite::memory:").await.unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('x')"))
+            .await
+            .unwrap();
+        let v: String = db
+            .read(|c| c.query_row("SELECT v FROM t", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(v, "x");
+    }
+}
