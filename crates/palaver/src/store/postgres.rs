@@ -55,7 +55,10 @@ impl PgStore {
     }
 
     pub async fn connect_with(url: &str, max_connections: u32) -> StoreResult<PgStore> {
+        // No ping before each acquire: it is a round trip per query. A connection the
+        // server dropped fails its next query, which sqlx then closes.
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
