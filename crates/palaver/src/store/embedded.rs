@@ -13,7 +13,6 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -83,11 +82,6 @@ pub struct Db {
 
 struct Inner {
     writer: mpsc::Sender<Job>,
-    /// The writer connection: the writer thread holds it for a batch; a write that finds it
-    /// free and nothing queued runs on its caller's thread instead (see [`Db::write`]).
-    conn: Arc<Mutex<Connection>>,
-    /// Jobs sent to the writer thread and not yet answered.
-    queued: Arc<AtomicUsize>,
     readers: Option<Readers>,
     /// Dropping it stops the checkpoint thread.
     _checkpoints: Option<mpsc::Sender<()>>,
@@ -146,17 +140,12 @@ impl Db {
             None => None,
         };
         let (sender, receiver) = mpsc::channel();
-        let conn = Arc::new(Mutex::new(writer));
-        let queued = Arc::new(AtomicUsize::new(0));
-        let (thread_conn, thread_queued) = (conn.clone(), queued.clone());
         std::thread::Builder::new()
             .name("palaver-sqlite-writer".into())
-            .spawn(move || write_loop(&thread_conn, &receiver, &thread_queued))?;
+            .spawn(move || write_loop(&writer, &receiver))?;
         Ok(Db {
             inner: Arc::new(Inner {
                 writer: sender,
-                conn,
-                queued,
                 _checkpoints: checkpoints,
                 readers,
             }),
@@ -168,19 +157,14 @@ impl Db {
     /// Returns once the transaction is committed. The write runs to its end even when the
     /// caller stops waiting.
     ///
-    /// When nothing is queued and the writer is free, the write runs at once on the caller's
-    /// thread in a transaction of its own: an idle service then pays no thread hand-off
-    /// (two wake-ups of idle CPUs, the largest part of a write's latency on a VM). Under
-    /// load, writes queue and commit together.
+    /// Writes never run on the caller's (async) thread, even when the writer is idle: tried,
+    /// it saved ~0.1 ms per write at concurrency 1 but let a filesystem stall (an ext4
+    /// journal commit behind a checkpoint's fsync) freeze every socket of that worker.
     pub async fn write<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let f = match self.write_here(f) {
-            Ok(result) => return result,
-            Err(f) => f,
-        };
         let (tx, rx) = oneshot::channel::<DbResult<T>>();
         let job: WriteJob = Box::new(move |conn| {
             let outcome = match conn {
@@ -243,53 +227,8 @@ impl Db {
         .map_err(|_| DbError::Closed)?
     }
 
-    /// Runs a write on this thread when the writer is idle; hands `f` back otherwise. Never
-    /// waits: not for the writer thread, and not for another process holding the file's write
-    /// lock (the writer thread waits for that instead).
-    fn write_here<T, F>(&self, f: F) -> Result<DbResult<T>, F>
-    where
-        F: FnOnce(&Connection) -> rusqlite::Result<T>,
-    {
-        if self.inner.queued.load(Ordering::Acquire) != 0 {
-            return Err(f);
-        }
-        let Ok(conn) = self.inner.conn.try_lock() else {
-            return Err(f);
-        };
-        let begun = conn
-            .busy_timeout(Duration::ZERO)
-            .and_then(|()| conn.prepare_cached("BEGIN IMMEDIATE")?.execute([]));
-        let _ = conn.busy_timeout(BUSY_TIMEOUT);
-        if begun.is_err() {
-            return Err(f);
-        }
-        let started = Instant::now();
-        let result = match catch_unwind(AssertUnwindSafe(|| f(&conn))) {
-            Ok(Ok(value)) => match conn
-                .prepare_cached("COMMIT")
-                .and_then(|mut s| s.execute([]))
-            {
-                Ok(_) => Ok(value),
-                Err(e) => Err(DbError::Commit(e.to_string())),
-            },
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(DbError::Commit("the write panicked".into())),
-        };
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        drop(conn);
-        metrics::histogram!("palaver_sqlite_batch_writes").record(1.0);
-        metrics::histogram!("palaver_sqlite_batch_seconds").record(started.elapsed().as_secs_f64());
-        Ok(result)
-    }
-
     fn send(&self, job: Job) -> DbResult<()> {
-        self.inner.queued.fetch_add(1, Ordering::AcqRel);
-        self.inner.writer.send(job).map_err(|_| {
-            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
-            DbError::Closed
-        })
+        self.inner.writer.send(job).map_err(|_| DbError::Closed)
     }
 
     /// Applies the pending migrations of `migrator` (sqlx's format and bookkeeping table).
@@ -389,7 +328,7 @@ fn in_savepoint<T>(
     }
 }
 
-fn write_loop(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>, queued: &AtomicUsize) {
+fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = jobs.recv() {
         batch.push(first);
@@ -399,15 +338,7 @@ fn write_loop(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>, queued: &Ato
                 Err(_) => break,
             }
         }
-        let taken = batch.len();
-        match conn.lock() {
-            Ok(conn) => run_batch(&conn, &mut batch),
-            // A write panicked on a caller's thread while holding the connection (it is
-            // caught there, so this does not happen); the jobs are dropped, their callers
-            // hear `Closed`.
-            Err(_) => batch.clear(),
-        }
-        queued.fetch_sub(taken, Ordering::AcqRel);
+        run_batch(conn, &mut batch);
     }
 }
 
