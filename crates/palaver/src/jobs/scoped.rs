@@ -102,6 +102,15 @@ impl Store for JobScopedStore {
         self.inner.create_conversation(new).await
     }
 
+    async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()> {
+        let mut first = first.clone();
+        if !first.metadata.is_object() {
+            first.metadata = json!({});
+        }
+        first.metadata["jobId"] = json!(self.job_id);
+        self.inner.start_conversation(new, &first).await
+    }
+
     async fn list_conversations(
         &self,
         user_id: &str,

@@ -15,7 +15,9 @@ use crate::pricing::PriceTable;
 use crate::providers::{
     ChatMessage, ChatRequest, ChatRole, ProviderError, Providers, StreamEvent, Usage,
 };
-use crate::store::{self, Conversation, Message, Role, Store, StoreError, UsageRecord};
+use crate::store::{
+    self, Conversation, Message, NewConversation, Role, Store, StoreError, UsageRecord,
+};
 use crate::tokens;
 
 /// How many stored messages are considered for the context before trimming by tokens.
@@ -113,7 +115,9 @@ pub struct ChatDefaults {
     pub temperature: f32,
 }
 
-/// An admitted exchange and its conversation.
+/// An admitted exchange and its conversation. A new conversation (`created`) is not stored
+/// yet: it is stored with the exchange's first message, in the same transaction, so a
+/// refused exchange leaves nothing behind.
 pub struct Prepared {
     pub conversation: Conversation,
     pub created: bool,
@@ -156,9 +160,9 @@ impl ChatService {
         &self.prices
     }
 
-    /// Admits an exchange: refuses a user whose quota is spent and resolves or creates the
-    /// conversation. Split from [`Self::run`] so transports can claim the conversation
-    /// before streaming into it. Nothing is stored when refused.
+    /// Admits an exchange: refuses a user whose quota is spent and resolves the conversation,
+    /// or drafts a new one. Split from [`Self::run`] so transports can claim the conversation
+    /// before streaming into it. Nothing is stored here.
     pub async fn prepare(&self, user_id: &str, input: &ChatInput) -> Result<Prepared, ChatFailure> {
         drop(
             self.quotas
@@ -175,7 +179,7 @@ impl ChatService {
                     model: input.model.clone(),
                     metadata: None,
                 };
-                (self.conversations.create(user_id, new).await?, true)
+                (ConversationService::draft(user_id, new).created(), true)
             }
         };
         Ok(Prepared {
@@ -200,18 +204,6 @@ impl ChatService {
         let result = self
             .exchange(user_id, conversation, created, input, mode)
             .await;
-        if created
-            && matches!(
-                result,
-                Err(ServiceError::QuotaExceeded { .. } | ServiceError::Invalid { .. })
-            )
-        {
-            // Refused before anything else was stored: do not leave an empty conversation.
-            let _ = self
-                .store
-                .delete_conversation(user_id, conversation_id)
-                .await;
-        }
         result.map_err(|error| ChatFailure {
             error,
             conversation_id: Some(conversation_id),
@@ -289,7 +281,20 @@ impl ChatService {
             .quotas
             .reserve(user_id, i64::from(counted_prompt) + i64::from(max_tokens))
             .await?;
-        self.store.append_message(&user_message, None).await?;
+        if created {
+            let new = NewConversation {
+                id: conversation.id,
+                user_id: conversation.user_id.clone(),
+                title: conversation.title.clone(),
+                system_prompt: conversation.system_prompt.clone(),
+                model: conversation.model.clone(),
+                metadata: conversation.metadata.clone(),
+                created_at: conversation.created_at,
+            };
+            self.store.start_conversation(&new, &user_message).await?;
+        } else {
+            self.store.append_message(&user_message, None).await?;
+        }
         if let ChatMode::Stream { sink, .. } = &mode {
             // Only now is the new conversation sure to stay.
             if created {

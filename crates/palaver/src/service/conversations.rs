@@ -44,11 +44,17 @@ impl ConversationService {
         user_id: &str,
         input: NewConversationInput,
     ) -> Result<Conversation, ServiceError> {
+        let new = Self::draft(user_id, input);
+        Ok(self.store.create_conversation(&new).await?)
+    }
+
+    /// A new conversation of `user_id`, not stored yet.
+    pub fn draft(user_id: &str, input: NewConversationInput) -> NewConversation {
         let title = input
             .title
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty());
-        let new = NewConversation {
+        NewConversation {
             id: Uuid::now_v7(),
             user_id: user_id.to_owned(),
             title: title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()),
@@ -56,8 +62,7 @@ impl ConversationService {
             model: input.model,
             metadata: input.metadata.unwrap_or_else(|| serde_json::json!({})),
             created_at: store::now(),
-        };
-        Ok(self.store.create_conversation(&new).await?)
+        }
     }
 
     /// `page` counts from 1.

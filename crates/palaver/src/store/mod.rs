@@ -63,6 +63,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_conversation(&self, new: &NewConversation) -> StoreResult<Conversation>;
 
+    /// Creates a conversation together with its first message, in one transaction (a chat
+    /// that starts a conversation pays one commit, or one round trip, for both).
+    /// `Conflict` when the conversation or the message id exists already.
+    async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()>;
+
     /// One page of a user's conversations, latest activity first, and the user's total.
     async fn list_conversations(
         &self,

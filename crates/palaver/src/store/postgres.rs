@@ -140,6 +140,33 @@ impl Store for PgStore {
         Ok(new.created())
     }
 
+    async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()> {
+        // One statement, one round trip: the message's foreign key and trigger run at its
+        // end, when the conversation row exists.
+        let result = sqlx::query(START_CONVERSATION)
+            .bind(first.id)
+            .bind(first.role.as_str())
+            .bind(&first.content)
+            .bind(first.tokens)
+            .bind(&first.model)
+            .bind(&first.metadata)
+            .bind(first.created_at)
+            .bind(new.id)
+            .bind(&new.user_id)
+            .bind(&new.title)
+            .bind(&new.system_prompt)
+            .bind(&new.model)
+            .bind(&new.metadata)
+            .bind(new.created_at)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn list_conversations(
         &self,
         user_id: &str,
@@ -339,6 +366,14 @@ fn bind_usage<'q>(query: PgQuery<'q>, usage: &'q UsageRecord) -> PgQuery<'q> {
 const APPEND: &str =
     "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)";
+
+/// A conversation (`$8`..`$14`) and its first message (`$1`..`$7`), in one statement.
+const START_CONVERSATION: &str = "WITH conversation AS (
+    INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at)
+    VALUES ($8, $9, $10, $11, $12, $13, 0, $14, $14)
+    RETURNING id)
+INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
+    SELECT $1, conversation.id, $2, $3, $4, $5, $6, $7 FROM conversation";
 
 /// `APPEND` and, only if the message was stored, its usage record (`$9`..`$17`).
 const APPEND_WITH_USAGE: &str = "WITH message AS (

@@ -161,25 +161,21 @@ impl Store for SqliteStore {
     }
 
     async fn create_conversation(&self, new: &NewConversation) -> StoreResult<Conversation> {
-        let row = (
-            new.id.to_string(),
-            new.user_id.clone(),
-            new.title.clone(),
-            new.system_prompt.clone(),
-            new.model.clone(),
-            new.metadata.to_string(),
-            ts(new.created_at),
-        );
+        let row = ConversationRow::from(new);
+        self.db.write(move |c| row.insert(c)).await?;
+        Ok(new.created())
+    }
+
+    async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()> {
+        let conversation = ConversationRow::from(new);
+        let message = MessageRow::from(first);
         self.db
             .write(move |c| {
-                c.prepare_cached(
-                    "INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7)",
-                )?
-                .execute(params![row.0, row.1, row.2, row.3, row.4, row.5, row.6])
+                conversation.insert(c)?;
+                message.insert(c)
             })
             .await?;
-        Ok(new.created())
+        Ok(())
     }
 
     async fn list_conversations(
@@ -273,23 +269,12 @@ impl Store for SqliteStore {
     async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
         // Nothing is written when the conversation is missing; the usage record goes in the
         // same transaction as its message (triggers move the conversation and the user's total).
-        let row = (
-            msg.id.to_string(),
-            msg.conversation_id.to_string(),
-            msg.role.as_str(),
-            msg.content.clone(),
-            msg.tokens,
-            msg.model.clone(),
-            msg.metadata.to_string(),
-            ts(msg.created_at),
-        );
+        let row = MessageRow::from(msg);
         let usage = usage.map(UsageRow::from);
         let stored = self
             .db
             .write(move |c| {
-                let stored = c.prepare_cached(APPEND)?.execute(params![
-                    row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
-                ])?;
+                let stored = row.insert(c)?;
                 if stored == 1
                     && let Some(usage) = usage
                 {
@@ -381,6 +366,93 @@ fn usage_stats(c: &rusqlite::Connection, user_id: &str) -> rusqlite::Result<Usag
         last_used: last_usage.max(last_message),
         by_model,
     })
+}
+
+/// A new conversation, owned, ready to insert.
+struct ConversationRow {
+    id: String,
+    user_id: String,
+    title: String,
+    system_prompt: Option<String>,
+    model: Option<String>,
+    metadata: String,
+    created_at: String,
+}
+
+impl From<&NewConversation> for ConversationRow {
+    fn from(new: &NewConversation) -> ConversationRow {
+        ConversationRow {
+            id: new.id.to_string(),
+            user_id: new.user_id.clone(),
+            title: new.title.clone(),
+            system_prompt: new.system_prompt.clone(),
+            model: new.model.clone(),
+            metadata: new.metadata.to_string(),
+            created_at: ts(new.created_at),
+        }
+    }
+}
+
+impl ConversationRow {
+    fn insert(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+        c.prepare_cached(
+            "INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7)",
+        )?
+        .execute(params![
+            self.id,
+            self.user_id,
+            self.title,
+            self.system_prompt,
+            self.model,
+            self.metadata,
+            self.created_at
+        ])
+    }
+}
+
+/// A message, owned, ready to append.
+struct MessageRow {
+    id: String,
+    conversation_id: String,
+    role: &'static str,
+    content: String,
+    tokens: i64,
+    model: Option<String>,
+    metadata: String,
+    created_at: String,
+}
+
+impl From<&Message> for MessageRow {
+    fn from(m: &Message) -> MessageRow {
+        MessageRow {
+            id: m.id.to_string(),
+            conversation_id: m.conversation_id.to_string(),
+            role: m.role.as_str(),
+            content: m.content.clone(),
+            tokens: m.tokens,
+            model: m.model.clone(),
+            metadata: m.metadata.to_string(),
+            created_at: ts(m.created_at),
+        }
+    }
+}
+
+impl MessageRow {
+    /// Appends the message if its conversation exists (1), else nothing (0); a trigger moves
+    /// the conversation.
+    fn insert(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+        c.prepare_cached(APPEND)?.execute(params![
+            self.id,
+            self.conversation_id,
+            self.role,
+            self.content,
+            self.tokens,
+            self.model,
+            self.metadata,
+            self.created_at
+        ])
+    }
 }
 
 /// A usage record, owned, ready to insert (a trigger adds it to the user's total).

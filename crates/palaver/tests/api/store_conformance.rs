@@ -172,6 +172,73 @@ async fn conversations_round_trip_and_are_scoped_to_their_owner() {
 }
 
 #[tokio::test]
+async fn a_conversation_starts_with_its_first_message_or_not_at_all() {
+    for backend in backends() {
+        let (store, _db) = open(backend).await;
+        let t0 = store::now();
+        store.ensure_user("alice", t0).await.unwrap();
+        let new = new_conversation("alice", "Started", t0);
+        let first = message(
+            new.id,
+            Role::User,
+            "hello there",
+            t0 + Duration::milliseconds(3),
+        );
+        store.start_conversation(&new, &first).await.unwrap();
+
+        let conversation = store
+            .get_conversation("alice", new.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(conversation.message_count, 1, "{backend}");
+        assert_eq!(conversation.updated_at, first.created_at, "{backend}");
+        assert_eq!(conversation.title, "Started", "{backend}");
+        assert_eq!(
+            store.list_messages(new.id).await.unwrap(),
+            vec![first.clone()],
+            "{backend}"
+        );
+
+        // The same conversation id again: refused, and its message is not stored either.
+        let again = message(new.id, Role::User, "second", t0 + Duration::milliseconds(5));
+        assert!(
+            matches!(
+                store.start_conversation(&new, &again).await,
+                Err(StoreError::Conflict)
+            ),
+            "{backend}"
+        );
+        // A new conversation with a message id that exists: refused, no conversation left.
+        let other = new_conversation("alice", "Other", t0);
+        let reused = Message {
+            conversation_id: other.id,
+            ..first.clone()
+        };
+        assert!(
+            matches!(
+                store.start_conversation(&other, &reused).await,
+                Err(StoreError::Conflict)
+            ),
+            "{backend}"
+        );
+        assert!(
+            store
+                .get_conversation("alice", other.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}: nothing of a refused start is kept"
+        );
+        assert_eq!(
+            store.list_messages(new.id).await.unwrap().len(),
+            1,
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn listing_pages_by_latest_activity() {
     for backend in backends() {
         let (store, _db) = open(backend).await;
