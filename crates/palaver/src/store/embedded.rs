@@ -343,7 +343,12 @@ fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
 }
 
 /// Runs the reads of a batch, then its writes in one transaction; answers after COMMIT.
+///
+/// Some errors (disk full, I/O, out of memory) make SQLite roll the whole transaction back,
+/// not only the failing write's savepoint: the writes before it in the batch are then lost,
+/// so they are answered with an error, and the rest of the batch starts a new transaction.
 fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+    const ROLLED_BACK: &str = "the transaction was rolled back by another write's error";
     let started = Instant::now();
     let mut writes = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
@@ -358,30 +363,43 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
         return;
     }
     let count = writes.len();
-    match conn
-        .prepare_cached("BEGIN IMMEDIATE")
-        .and_then(|mut s| s.execute([]))
-    {
-        Ok(_) => {
-            let delivers: Vec<Deliver> = writes.into_iter().map(|write| write(Ok(conn))).collect();
-            let committed = conn
-                .prepare_cached("COMMIT")
-                .and_then(|mut s| s.execute([]))
-                .map(drop)
-                .map_err(|e| e.to_string());
-            if committed.is_err() && !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
+    let begin = || {
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let mut delivers: Vec<Deliver> = Vec::with_capacity(count);
+    let mut open = begin();
+    for write in writes {
+        if open.is_ok() && conn.is_autocommit() {
+            // The previous write's error ended the transaction.
+            for deliver in delivers.drain(..) {
+                deliver(Err(ROLLED_BACK));
             }
-            for deliver in delivers {
-                deliver(committed.as_ref().map(|_| ()).map_err(String::as_str));
-            }
+            open = begin();
         }
-        Err(e) => {
-            let why = e.to_string();
-            for write in writes {
-                write(Err(&why))(Err(&why));
-            }
+        match &open {
+            Ok(()) => delivers.push(write(Ok(conn))),
+            Err(why) => write(Err(why))(Err(why)),
         }
+    }
+    if open.is_err() {
+        return;
+    }
+    let committed = if conn.is_autocommit() {
+        Err(ROLLED_BACK.to_owned())
+    } else {
+        conn.prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for deliver in delivers {
+        deliver(committed.as_ref().map(|_| ()).map_err(String::as_str));
     }
     metrics::histogram!("palaver_sqlite_batch_writes").record(count as f64);
     metrics::histogram!("palaver_sqlite_batch_seconds").record(started.elapsed().as_secs_f64());
@@ -519,6 +537,38 @@ mod tests {
             Some("data/x.db".into())
         );
         assert_eq!(sqlite_path("sqlite:///tmp/x.db"), Some("/tmp/x.db".into()));
+    }
+
+    #[tokio::test]
+    async fn writes_before_a_transaction_wide_rollback_are_not_reported_stored() {
+        let db = Db::open("sqlite::memory:").await.unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+            .await
+            .unwrap();
+        // Keep the writer busy so that the next three writes form one batch.
+        let busy = db.write(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(())
+        });
+        let first = db.write(|c| c.execute("INSERT INTO t (k) VALUES (1)", []));
+        // Ends the whole transaction, as SQLite does itself on a full disk or an I/O error.
+        let breaker = db.write(|c| c.execute_batch("ROLLBACK"));
+        let last = db.write(|c| c.execute("INSERT INTO t (k) VALUES (3)", []));
+        let (busy, first, breaker, last) = tokio::join!(busy, first, breaker, last);
+        // `busy` may have shared the batch (then it was rolled back too) or not.
+        drop(busy);
+        assert!(first.is_err(), "its transaction was rolled back: {first:?}");
+        assert!(breaker.is_err());
+        assert_eq!(last.unwrap(), 1);
+        let keys: Vec<i64> = db
+            .read(|c| {
+                c.prepare("SELECT k FROM t ORDER BY k")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(keys, vec![3]);
     }
 
     #[tokio::test]
