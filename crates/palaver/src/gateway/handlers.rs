@@ -108,13 +108,33 @@ async fn on_disconnect(State(state): State<AppState>, Extension(mine): Extension
     }
 }
 
-struct SocketSink<A: Adapter>(SocketRef<A>);
+struct SocketSink<A: Adapter> {
+    socket: SocketRef<A>,
+    /// The `chat:start` acknowledgement, answered once the user message is stored (so the
+    /// conversation it names exists), or with the error of an exchange that failed before.
+    ack: Mutex<Option<AckSender<A>>>,
+}
+
+impl<A: Adapter> SocketSink<A> {
+    fn answer(&self, answer: &Value) {
+        if let Some(ack) = self.ack.lock().ok().and_then(|mut ack| ack.take()) {
+            let _ = ack.send(answer);
+        }
+    }
+}
 
 impl<A: Adapter> ChatSink for SocketSink<A> {
     fn emit(&self, event: ChatEvent<'_>) {
+        match &event {
+            ChatEvent::ConversationCreated(c) => self.answer(&json!({"conversationId": c.id})),
+            ChatEvent::UserMessage(m) => {
+                self.answer(&json!({"conversationId": m.conversation_id}));
+            }
+            ChatEvent::Chunk { .. } => {}
+        }
         let result = match events::wire(event) {
-            events::Wire::Chunk(chunk) => self.0.emit(events::MESSAGE, &chunk),
-            events::Wire::Other(name, payload) => self.0.emit(name, &payload),
+            events::Wire::Chunk(chunk) => self.socket.emit(events::MESSAGE, &chunk),
+            events::Wire::Other(name, payload) => self.socket.emit(name, &payload),
         };
         if let Err(err) = result {
             tracing::debug!(error = %err, "socket emit failed (client gone?)");
@@ -172,11 +192,13 @@ async fn chat_start<A: Adapter>(
             Some(conversation_id),
         );
     };
-    let _ = ack.send(&json!({"conversationId": conversation_id}));
     mine.add(claim.cancel.clone());
     let chat = state.chat.clone();
     state.tasks.spawn(async move {
-        let sink = SocketSink(socket.clone());
+        let sink = SocketSink {
+            socket: socket.clone(),
+            ack: Mutex::new(Some(ack)),
+        };
         let mode = ChatMode::Stream {
             sink: &sink,
             cancel: claim.cancel.clone(),
@@ -184,7 +206,14 @@ async fn chat_start<A: Adapter>(
         let result = chat.run(&user.id, prepared, input, mode).await;
         let (name, payload) = match result {
             Ok(outcome) => events::finished(&outcome),
-            Err(failure) => events::failed(failure),
+            Err(failure) => {
+                let (name, payload) = events::failed(failure);
+                // Failed before the user message was stored: the ack carries the error.
+                sink.answer(
+                    &json!({"error": {"code": payload["code"], "message": payload["message"]}}),
+                );
+                (name, payload)
+            }
         };
         let _ = socket.emit(name, &payload);
         // Finished: marking the token done lets the connection's list forget it.

@@ -89,7 +89,7 @@ struct Inner {
 
 struct Readers {
     idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     path: PathBuf,
 }
 
@@ -133,7 +133,7 @@ impl Db {
                 let first = open_reader(&path)?;
                 Some(Readers {
                     idle: Mutex::new(vec![first]),
-                    permits: Semaphore::new(READERS),
+                    permits: Arc::new(Semaphore::new(READERS)),
                     path,
                 })
             }
@@ -202,13 +202,16 @@ impl Db {
             self.send(Job::Read(job))?;
             return rx.await.map_err(|_| DbError::Closed)?;
         };
-        let _permit = readers
+        // Owned by the read itself: a caller that stops waiting does not free its connection.
+        let permit = readers
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| DbError::Closed)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let Some(readers) = &inner.readers else {
                 return Err(DbError::Closed);
             };
@@ -318,8 +321,9 @@ fn in_savepoint<T>(
             Ok(value)
         }
         failed => {
-            conn.prepare_cached("ROLLBACK TO write")?.execute([])?;
-            conn.prepare_cached("RELEASE write")?.execute([])?;
+            // These fail when the error already ended the whole transaction (the batch
+            // notices that); the error to report is the write's own.
+            let _ = conn.execute_batch("ROLLBACK TO write; RELEASE write");
             match failed {
                 Ok(Err(e)) => Err(e.into()),
                 _ => Err(DbError::Commit("the write panicked".into())),
@@ -361,6 +365,10 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     }
     if writes.is_empty() {
         return;
+    }
+    if !conn.is_autocommit() {
+        // Left open by a failed ROLLBACK of an earlier batch.
+        let _ = conn.execute_batch("ROLLBACK");
     }
     let count = writes.len();
     let begin = || {
@@ -431,6 +439,19 @@ fn apply_migrations(conn: &Connection, migrator: &sqlx::migrate::Migrator) -> Db
             applied.insert(version, (checksum, success));
         }
     }
+    let known: std::collections::HashSet<i64> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| m.version)
+        .collect();
+    if let Some(missing) = applied.keys().find(|v| !known.contains(v)) {
+        return Err(DbError::Migrate {
+            version: *missing,
+            description: String::new(),
+            message: "applied to this database but not known to this build (a newer Palaver?)"
+                .into(),
+        });
+    }
     for migration in migrator.iter() {
         if migration.migration_type.is_down_migration() {
             continue;
@@ -452,8 +473,13 @@ fn apply_migrations(conn: &Connection, migrator: &sqlx::migrate::Migrator) -> Db
         }
         let started = Instant::now();
         let run = || -> rusqlite::Result<()> {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            conn.execute_batch(migration.sql.as_str())?;
+            if migration.no_tx {
+                conn.execute_batch(migration.sql.as_str())?;
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+            } else {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                conn.execute_batch(migration.sql.as_str())?;
+            }
             conn.execute(
                 "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
                  VALUES (?1, ?2, TRUE, ?3, ?4)",

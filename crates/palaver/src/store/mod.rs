@@ -65,7 +65,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates a conversation together with its first message, in one transaction (a chat
     /// that starts a conversation pays one commit, or one round trip, for both).
-    /// `Conflict` when the conversation or the message id exists already.
+    /// `Conflict` when the conversation or the message id exists already; `NotFound` when
+    /// `first` names another conversation.
     async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()>;
 
     /// One page of a user's conversations, latest activity first, and the user's total.

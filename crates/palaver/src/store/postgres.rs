@@ -141,6 +141,9 @@ impl Store for PgStore {
     }
 
     async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()> {
+        if first.conversation_id != new.id {
+            return Err(StoreError::NotFound);
+        }
         // One statement, one round trip: the message's foreign key and trigger run at its
         // end, when the conversation row exists.
         let result = sqlx::query(START_CONVERSATION)

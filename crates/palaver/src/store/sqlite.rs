@@ -167,6 +167,9 @@ impl Store for SqliteStore {
     }
 
     async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()> {
+        if first.conversation_id != new.id {
+            return Err(StoreError::NotFound);
+        }
         let conversation = ConversationRow::from(new);
         let message = MessageRow::from(first);
         self.db

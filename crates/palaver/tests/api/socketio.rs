@@ -220,6 +220,48 @@ async fn invalid_starts_get_chat_error_and_a_failed_ack() {
 }
 
 #[tokio::test]
+async fn the_ack_names_a_stored_conversation_or_carries_the_error() {
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
+    let (app, _mock) = spawn(Backend::Sqlite, None, &[]).await;
+    io.connect("a", &app.base, &app.token("alice")).await;
+
+    // Refused inside the exchange, after the new conversation's id was drafted: no
+    // Anthropic key is configured for an explicit `anthropic/` model.
+    let ack = io
+        .emit_ack(
+            "a",
+            "chat:start",
+            json!({"message": "hi", "model": "anthropic/claude-3-5-haiku-latest"}),
+        )
+        .await;
+    assert_eq!(ack["error"]["code"], "validation_failed", "{ack}");
+    let error = io.event("a", "chat:error").await;
+    assert_eq!(error["code"], "validation_failed");
+    let listed = app.list_conversations("alice", "").await;
+    assert_eq!(
+        listed.body["meta"]["total"], 0,
+        "a refused start stores nothing: {}",
+        listed.body
+    );
+
+    let ack = io
+        .emit_ack("a", "chat:start", json!({"message": "hi [[mock:words=3]]"}))
+        .await;
+    let conversation = ack["conversationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("ack: {ack}"));
+    // Acknowledged: the conversation and its user message are stored already.
+    assert!(
+        !stored_messages(&app, "alice", conversation)
+            .await
+            .is_empty()
+    );
+    io.event("a", "chat:end").await;
+}
+
+#[tokio::test]
 async fn stop_cancels_the_upstream_and_stores_the_partial_reply() {
     let Some(mut io) = SocketDriver::start().await else {
         return;

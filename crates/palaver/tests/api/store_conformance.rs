@@ -235,6 +235,24 @@ async fn a_conversation_starts_with_its_first_message_or_not_at_all() {
             1,
             "{backend}"
         );
+
+        // A first message of another conversation: refused, nothing stored.
+        let third = new_conversation("alice", "Third", t0);
+        let stray = message(new.id, Role::User, "stray", t0);
+        assert!(
+            matches!(
+                store.start_conversation(&third, &stray).await,
+                Err(StoreError::NotFound)
+            ),
+            "{backend}"
+        );
+        assert!(
+            store
+                .get_conversation("alice", third.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }
 
