@@ -25,9 +25,12 @@ pub const POLL_EVERY: Duration = Duration::from_millis(200);
 /// How often the sweeper looks for stranded jobs, and how old they must be.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const STRANDED_AFTER: Duration = Duration::from_secs(5 * 60);
-/// How long the queue keeps handled deliveries (pruned about hourly).
-const KEEP_HANDLED: Duration = Duration::from_secs(24 * 3600);
-const PRUNE_EVERY: u32 = 60;
+/// How often handled deliveries leave the embedded queue. The `jobs` table holds each job's
+/// state; a handled delivery is dead weight, and apalis-sqlite's ack scans every delivery its
+/// worker ever locked (its plan searches by `lock_by`, which stays set, and extracts JSON per
+/// row): kept for a day, each ack cost more as the day went on. Pruned every second,
+/// palaver-bench's 3,000 embeddings jobs ran at 624/s instead of 497/s.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// Running workers; [`Workers::shutdown`] stops them.
 pub struct Workers {
@@ -188,23 +191,26 @@ async fn handle(envelope: Envelope, runner: Data<Runner>) -> Result<(), BoxDynEr
 }
 
 /// Every [`SWEEP_EVERY`], queues again the jobs nobody has looked after for [`STRANDED_AFTER`];
-/// now and then, prunes the queue's record of handled deliveries.
+/// every [`PRUNE_EVERY`], drops the queue's record of handled deliveries.
 async fn sweep(runner: Runner, stop: CancellationToken) {
-    for round in 1u32.. {
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rescue = tokio::time::interval(SWEEP_EVERY);
+    rescue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rescue.tick().await;
+    loop {
         tokio::select! {
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
             () = stop.cancelled() => return,
-        }
-        match runner.rescue_stranded(STRANDED_AFTER).await {
-            Ok(0) => {}
-            Ok(queued) => tracing::warn!(queued, "jobs: queued stranded jobs again"),
-            Err(err) => tracing::warn!(error = %err, "jobs: could not look for stranded jobs"),
-        }
-        if round % PRUNE_EVERY == 0 {
-            match runner.prune_queue(KEEP_HANDLED).await {
-                Ok(pruned) => tracing::debug!(pruned, "jobs: pruned handled deliveries"),
+            _ = prune.tick() => match runner.prune_queue(Duration::ZERO).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::trace!(pruned, "jobs: pruned handled deliveries"),
                 Err(err) => tracing::warn!(error = %err, "jobs: could not prune the queue"),
-            }
+            },
+            _ = rescue.tick() => match runner.rescue_stranded(STRANDED_AFTER).await {
+                Ok(0) => {}
+                Ok(queued) => tracing::warn!(queued, "jobs: queued stranded jobs again"),
+                Err(err) => tracing::warn!(error = %err, "jobs: could not look for stranded jobs"),
+            },
         }
     }
 }
