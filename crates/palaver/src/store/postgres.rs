@@ -118,25 +118,14 @@ impl Store for PgStore {
     }
 
     async fn create_conversation(&self, new: &NewConversation) -> StoreResult<Conversation> {
-        let result = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
-        )
-        .bind(new.id)
-        .bind(&new.user_id)
-        .bind(&new.title)
-        .bind(&new.system_prompt)
-        .bind(&new.model)
-        .bind(&new.metadata)
-        .bind(new.created_at)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict);
-            }
-            other => other?,
-        };
+        );
+        bind_conversation(query, new)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
         Ok(new.created())
     }
 
@@ -146,7 +135,7 @@ impl Store for PgStore {
         }
         // One statement, one round trip: the message's foreign key and trigger run at its
         // end, when the conversation row exists.
-        let result = sqlx::query(START_CONVERSATION)
+        bind_conversation(sqlx::query(START_CONVERSATION), new)
             .bind(first.id)
             .bind(first.role.as_str())
             .bind(&first.content)
@@ -154,20 +143,10 @@ impl Store for PgStore {
             .bind(&first.model)
             .bind(&first.metadata)
             .bind(first.created_at)
-            .bind(new.id)
-            .bind(&new.user_id)
-            .bind(&new.title)
-            .bind(&new.system_prompt)
-            .bind(&new.model)
-            .bind(&new.metadata)
-            .bind(new.created_at)
             .execute(&self.pool)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
-        }
+            .await
+            .map_err(write_error)?;
+        Ok(())
     }
 
     async fn list_conversations(
@@ -263,11 +242,9 @@ impl Store for PgStore {
             Some(usage) => bind_usage(query, usage),
             None => query,
         };
-        match query.execute(&self.pool).await {
-            Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound),
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
+        match query.execute(&self.pool).await.map_err(write_error)? {
+            done if done.rows_affected() == 0 => Err(StoreError::NotFound),
+            _ => Ok(()),
         }
     }
 
@@ -370,13 +347,34 @@ const APPEND: &str =
     "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)";
 
-/// A conversation (`$8`..`$14`) and its first message (`$1`..`$7`), in one statement.
+/// A conversation (`$1`..`$7`, see [`bind_conversation`]) and its first message
+/// (`$8`..`$14`), in one statement.
 const START_CONVERSATION: &str = "WITH conversation AS (
     INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at)
-    VALUES ($8, $9, $10, $11, $12, $13, 0, $14, $14)
+    VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)
     RETURNING id)
 INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
-    SELECT $1, conversation.id, $2, $3, $4, $5, $6, $7 FROM conversation";
+    SELECT $8, conversation.id, $9, $10, $11, $12, $13, $14 FROM conversation";
+
+/// Binds a new conversation's columns as `$1`..`$7`.
+fn bind_conversation<'q>(query: PgQuery<'q>, new: &'q NewConversation) -> PgQuery<'q> {
+    query
+        .bind(new.id)
+        .bind(&new.user_id)
+        .bind(&new.title)
+        .bind(&new.system_prompt)
+        .bind(&new.model)
+        .bind(&new.metadata)
+        .bind(new.created_at)
+}
+
+/// A write's error: a unique violation is a conflict.
+fn write_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(e) if e.is_unique_violation() => StoreError::Conflict,
+        other => other.into(),
+    }
+}
 
 /// `APPEND` and, only if the message was stored, its usage record (`$9`..`$17`).
 const APPEND_WITH_USAGE: &str = "WITH message AS (
