@@ -566,6 +566,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_failing_halfway_is_undone_alone_within_its_batch() {
+        let db = Db::open("sqlite::memory:").await.unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+            .await
+            .unwrap();
+        // Keep the writer busy so that the writes below share one batch (one transaction).
+        let busy = db.write(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(())
+        });
+        let before = db.write(|c| c.execute("INSERT INTO t (k) VALUES (1)", []));
+        let halfway = db.write(|c| {
+            c.execute("INSERT INTO t (k) VALUES (1000)", [])?;
+            c.execute("INSERT INTO t (k) VALUES (1)", [])
+        });
+        let after = db.write(|c| c.execute("INSERT INTO t (k) VALUES (2)", []));
+        let (busy, before, halfway, after) = tokio::join!(busy, before, halfway, after);
+        busy.unwrap();
+        assert_eq!(before.unwrap(), 1);
+        assert!(halfway.unwrap_err().is_unique_violation(), "its own error");
+        assert_eq!(after.unwrap(), 1);
+        let keys: Vec<i64> = db
+            .read(|c| {
+                c.prepare("SELECT k FROM t ORDER BY k")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            vec![1, 2],
+            "1000 was undone with its write, nothing else"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone() {
+        let db = Db::open("sqlite::memory:").await.unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+            .await
+            .unwrap();
+        #[allow(clippy::panic)]
+        let panicked = db
+            .write(|c| -> rusqlite::Result<()> {
+                c.execute("INSERT INTO t (k) VALUES (7)", [])?;
+                panic!("a bug in a write")
+            })
+            .await;
+        assert!(panicked.is_err());
+        // The writer lives on, and the panicking write left nothing.
+        db.write(|c| c.execute("INSERT INTO t (k) VALUES (8)", []))
+            .await
+            .unwrap();
+        let keys: Vec<i64> = db
+            .read(|c| {
+                c.prepare("SELECT k FROM t")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(keys, vec![8]);
+    }
+
+    #[tokio::test]
     async fn writes_before_a_transaction_wide_rollback_are_not_reported_stored() {
         let db = Db::open("sqlite::memory:").await.unwrap();
         db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
