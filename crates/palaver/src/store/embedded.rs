@@ -158,8 +158,9 @@ impl Db {
     /// caller stops waiting.
     ///
     /// Writes never run on the caller's (async) thread, even when the writer is idle: tried,
-    /// it saved ~0.1 ms per write at concurrency 1 but let a filesystem stall (an ext4
-    /// journal commit behind a checkpoint's fsync) freeze every socket of that worker.
+    /// it saved ~0.1 ms per write at concurrency 1, but a write there can hold an async
+    /// worker on the filesystem (behind a checkpoint's fsync, say), and a relay benchmark
+    /// run with it showed a p99 of +16 ms per chunk.
     pub async fn write<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
