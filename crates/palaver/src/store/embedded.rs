@@ -509,6 +509,39 @@ mod tests {
 
     use super::*;
 
+    /// An in-memory database with a table `t (k INTEGER PRIMARY KEY)`.
+    async fn table_db() -> Db {
+        let db = Db::open("sqlite::memory:").await.unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+            .await
+            .unwrap();
+        db
+    }
+
+    /// The keys in `t`, in order.
+    async fn keys(db: &Db) -> Vec<i64> {
+        db.read(|c| {
+            c.prepare("SELECT k FROM t ORDER BY k")?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A write that holds the writer for 200 ms, so that the writes sent meanwhile form one
+    /// batch (one transaction).
+    fn keep_writer_busy(db: &Db) -> impl Future<Output = DbResult<()>> + use<> {
+        let db = db.clone();
+        async move {
+            db.write(|_| {
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(())
+            })
+            .await
+        }
+    }
+
     #[tokio::test]
     async fn a_failing_write_leaves_the_others_of_its_batch() {
         let dir = std::env::temp_dir().join(format!("palaver-embedded-{}", uuid::Uuid::now_v7()));
@@ -568,15 +601,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_failing_halfway_is_undone_alone_within_its_batch() {
-        let db = Db::open("sqlite::memory:").await.unwrap();
-        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
-            .await
-            .unwrap();
+        let db = table_db().await;
         // Keep the writer busy so that the writes below share one batch (one transaction).
-        let busy = db.write(|_| {
-            std::thread::sleep(Duration::from_millis(200));
-            Ok(())
-        });
+        let busy = keep_writer_busy(&db);
         let before = db.write(|c| c.execute("INSERT INTO t (k) VALUES (1)", []));
         let halfway = db.write(|c| {
             c.execute("INSERT INTO t (k) VALUES (1000)", [])?;
@@ -588,14 +615,7 @@ mod tests {
         assert_eq!(before.unwrap(), 1);
         assert!(halfway.unwrap_err().is_unique_violation(), "its own error");
         assert_eq!(after.unwrap(), 1);
-        let keys: Vec<i64> = db
-            .read(|c| {
-                c.prepare("SELECT k FROM t ORDER BY k")?
-                    .query_map([], |r| r.get(0))?
-                    .collect()
-            })
-            .await
-            .unwrap();
+        let keys = keys(&db).await;
         assert_eq!(
             keys,
             vec![1, 2],
@@ -605,10 +625,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_write_fails_alone() {
-        let db = Db::open("sqlite::memory:").await.unwrap();
-        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
-            .await
-            .unwrap();
+        let db = table_db().await;
         #[allow(clippy::panic)]
         let panicked = db
             .write(|c| -> rusqlite::Result<()> {
@@ -621,28 +638,15 @@ mod tests {
         db.write(|c| c.execute("INSERT INTO t (k) VALUES (8)", []))
             .await
             .unwrap();
-        let keys: Vec<i64> = db
-            .read(|c| {
-                c.prepare("SELECT k FROM t")?
-                    .query_map([], |r| r.get(0))?
-                    .collect()
-            })
-            .await
-            .unwrap();
+        let keys = keys(&db).await;
         assert_eq!(keys, vec![8]);
     }
 
     #[tokio::test]
     async fn writes_before_a_transaction_wide_rollback_are_not_reported_stored() {
-        let db = Db::open("sqlite::memory:").await.unwrap();
-        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
-            .await
-            .unwrap();
+        let db = table_db().await;
         // Keep the writer busy so that the next three writes form one batch.
-        let busy = db.write(|_| {
-            std::thread::sleep(Duration::from_millis(200));
-            Ok(())
-        });
+        let busy = keep_writer_busy(&db);
         let first = db.write(|c| c.execute("INSERT INTO t (k) VALUES (1)", []));
         // Ends the whole transaction, as SQLite does itself on a full disk or an I/O error.
         let breaker = db.write(|c| c.execute_batch("ROLLBACK"));
@@ -653,14 +657,7 @@ mod tests {
         assert!(first.is_err(), "its transaction was rolled back: {first:?}");
         assert!(breaker.is_err());
         assert_eq!(last.unwrap(), 1);
-        let keys: Vec<i64> = db
-            .read(|c| {
-                c.prepare("SELECT k FROM t ORDER BY k")?
-                    .query_map([], |r| r.get(0))?
-                    .collect()
-            })
-            .await
-            .unwrap();
+        let keys = keys(&db).await;
         assert_eq!(keys, vec![3]);
     }
 
