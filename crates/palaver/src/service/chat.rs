@@ -15,9 +15,7 @@ use crate::pricing::PriceTable;
 use crate::providers::{
     ChatMessage, ChatRequest, ChatRole, ProviderError, Providers, StreamEvent, Usage,
 };
-use crate::store::{
-    self, Conversation, Message, NewConversation, Role, Store, StoreError, UsageRecord,
-};
+use crate::store::{self, Conversation, Message, Role, Store, StoreError, UsageRecord};
 use crate::tokens;
 
 /// How many stored messages are considered for the context before trimming by tokens.
@@ -282,16 +280,9 @@ impl ChatService {
             .reserve(user_id, i64::from(counted_prompt) + i64::from(max_tokens))
             .await?;
         if created {
-            let new = NewConversation {
-                id: conversation.id,
-                user_id: conversation.user_id.clone(),
-                title: conversation.title.clone(),
-                system_prompt: conversation.system_prompt.clone(),
-                model: conversation.model.clone(),
-                metadata: conversation.metadata.clone(),
-                created_at: conversation.created_at,
-            };
-            self.store.start_conversation(&new, &user_message).await?;
+            self.store
+                .start_conversation(&conversation.as_new(), &user_message)
+                .await?;
         } else {
             self.store.append_message(&user_message, None).await?;
         }

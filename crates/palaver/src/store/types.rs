@@ -38,6 +38,21 @@ pub struct NewConversation {
     pub created_at: Timestamp,
 }
 
+impl Conversation {
+    /// The conversation as it is first stored (the inverse of [`NewConversation::created`]).
+    pub fn as_new(&self) -> NewConversation {
+        NewConversation {
+            id: self.id,
+            user_id: self.user_id.clone(),
+            title: self.title.clone(),
+            system_prompt: self.system_prompt.clone(),
+            model: self.model.clone(),
+            metadata: self.metadata.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
 impl NewConversation {
     /// The conversation as stored: no messages yet, last activity at creation.
     pub fn created(&self) -> Conversation {
