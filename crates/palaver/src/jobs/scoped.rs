@@ -72,6 +72,18 @@ impl JobScopedStore {
     }
 }
 
+impl JobScopedStore {
+    /// `message` with `metadata.jobId` set to this job.
+    fn tagged(&self, message: &Message) -> Message {
+        let mut message = message.clone();
+        if !message.metadata.is_object() {
+            message.metadata = json!({});
+        }
+        message.metadata["jobId"] = json!(self.job_id);
+        message
+    }
+}
+
 #[async_trait]
 impl Store for JobScopedStore {
     fn shared_pool(&self) -> crate::store::SharedPool {
@@ -103,12 +115,9 @@ impl Store for JobScopedStore {
     }
 
     async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()> {
-        let mut first = first.clone();
-        if !first.metadata.is_object() {
-            first.metadata = json!({});
-        }
-        first.metadata["jobId"] = json!(self.job_id);
-        self.inner.start_conversation(new, &first).await
+        self.inner
+            .start_conversation(new, &self.tagged(first))
+            .await
     }
 
     async fn list_conversations(
@@ -147,11 +156,7 @@ impl Store for JobScopedStore {
         message: &Message,
         usage: Option<&UsageRecord>,
     ) -> StoreResult<()> {
-        let mut message = message.clone();
-        if !message.metadata.is_object() {
-            message.metadata = json!({});
-        }
-        message.metadata["jobId"] = json!(self.job_id);
+        let mut message = self.tagged(message);
         match message.role {
             Role::User if self.user_message_stored => Ok(()),
             Role::Assistant if message.metadata.get("partial") == Some(&json!(true)) => match usage
