@@ -661,6 +661,66 @@ mod tests {
         assert_eq!(keys, vec![3]);
     }
 
+    fn temp_url(name: &str) -> (PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!("palaver-embedded-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}/{name}", dir.display());
+        (dir, url)
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_thread_copies_the_wal_into_the_file() {
+        let (dir, url) = temp_url("c.db");
+        let db = Db::open(&url).await.unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)"))
+            .await
+            .unwrap();
+        let file = dir.join("c.db");
+        let before = std::fs::metadata(&file).unwrap().len();
+        for k in 0..200 {
+            db.write(move |c| c.execute("INSERT INTO t VALUES (?1, zeroblob(2000))", [k]))
+                .await
+                .unwrap();
+        }
+        // The writer checkpoints only past 50,000 WAL pages: the file grows because the
+        // checkpoint thread copied the ~100 pages written.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = std::fs::metadata(&file).unwrap().len();
+        assert!(after >= before + 200 * 2000, "{before} -> {after} bytes");
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_by_a_newer_build_is_refused() {
+        static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+        let (dir, url) = temp_url("m.db");
+        let db = Db::open(&url).await.unwrap();
+        db.migrate(&MIGRATOR).await.unwrap();
+        db.migrate(&MIGRATOR).await.unwrap();
+        db.write(|c| {
+            c.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (99990101000000, 'from the future', TRUE, x'00', 0)",
+                [],
+            )
+        })
+        .await
+        .unwrap();
+        let refused = db.migrate(&MIGRATOR).await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                DbError::Migrate {
+                    version: 99990101000000,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[tokio::test]
     async fn in_memory_reads_see_writes() {
         let db = Db::open("sqlite::memory:").await.unwrap();
