@@ -6,6 +6,7 @@
 //! upstream-write-to-client-receive directly. The same streams read straight from mock-llm give
 //! the baseline; the difference is what Palaver adds.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -96,12 +97,19 @@ pub async fn run(
         per_conn / 1024.0
     );
 
+    // Streams start spread evenly over one token interval, so the total is a steady rate rather
+    // than every stream's chunk falling due in the same millisecond.
+    let pace = Pace {
+        streams: args.streams,
+        interval: Duration::from_secs_f64(1.0 / args.tokens_per_sec),
+    };
+
     // 2. Baseline: the same streams read straight from mock-llm.
-    let direct = direct_streams(&mock_base, args.streams, words).await?;
+    let direct = direct_streams(&mock_base, pace, words).await?;
     report("mock-llm direct (SSE)", &direct);
 
     // 3. Through Palaver's gateway.
-    let via = gateway_streams(&base, &tokens, args.streams, words).await?;
+    let via = gateway_streams(&base, &tokens, pace, words).await?;
     report("palaver gateway (Socket.IO)", &via);
     println!(
         "added per-chunk latency: p50 {:.3} ms, p99 {:.3} ms",
@@ -114,6 +122,42 @@ pub async fn run(
     drop(palaver);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Pace {
+    streams: usize,
+    interval: Duration,
+}
+
+impl Pace {
+    /// Waits for every stream to be ready, then for stream `i`'s slot in the interval.
+    async fn start(&self, i: usize, ready: &tokio::sync::Barrier) {
+        ready.wait().await;
+        tokio::time::sleep(self.interval.mul_f64(i as f64 / self.streams as f64)).await;
+    }
+}
+
+/// Runs `streams` tasks (each on the runtime, so the load generator uses every core) and
+/// gathers their latencies.
+async fn gather<F, Fut>(streams: usize, stream: F) -> anyhow::Result<Relay>
+where
+    F: Fn(usize, Arc<tokio::sync::Barrier>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Instant, Vec<u64>)>> + Send + 'static,
+{
+    let ready = Arc::new(tokio::sync::Barrier::new(streams));
+    let tasks: Vec<_> = (0..streams)
+        .map(|i| tokio::spawn(stream(i, ready.clone())))
+        .collect();
+    let mut all = Vec::new();
+    let mut first = None::<Instant>;
+    for task in tasks {
+        let (started, latencies) = task.await??;
+        first = Some(first.map_or(started, |f| f.min(started)));
+        all.extend(latencies);
+    }
+    let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
+    Ok(summarize(all, elapsed))
 }
 
 struct Relay {
@@ -157,15 +201,17 @@ fn stamp_latency(word: &str) -> Option<u64> {
         .map(|sent| now_us().saturating_sub(sent))
 }
 
-async fn direct_streams(mock_base: &str, streams: usize, words: usize) -> anyhow::Result<Relay> {
+async fn direct_streams(mock_base: &str, pace: Pace, words: usize) -> anyhow::Result<Relay> {
     let client = reqwest::Client::new();
-    let start = Instant::now();
-    let tasks = (0..streams).map(|_| {
+    let url = format!("{mock_base}/v1/chat/completions");
+    gather(pace.streams, |i, ready| {
         let client = client.clone();
-        let url = format!("{mock_base}/v1/chat/completions");
+        let url = url.clone();
         async move {
             let body = json!({"model": "gpt-4o-mini", "stream": true, "max_tokens": 8000,
                 "messages": [{"role": "user", "content": format!("[[mock:stamp]] [[mock:words={words}]]")}]});
+            pace.start(i, &ready).await;
+            let started = Instant::now();
             let response = client.post(url).bearer_auth("sk-bench").json(&body).send().await?;
             let mut stream = response.bytes_stream();
             let mut buffer = String::new();
@@ -183,27 +229,25 @@ async fn direct_streams(mock_base: &str, streams: usize, words: usize) -> anyhow
                     }
                 }
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((started, latencies))
         }
-    });
-    let mut all = Vec::new();
-    for r in futures::future::join_all(tasks).await {
-        all.extend(r?);
-    }
-    Ok(summarize(all, start.elapsed()))
+    })
+    .await
 }
 
 async fn gateway_streams(
     base: &str,
     tokens: &[String],
-    streams: usize,
+    pace: Pace,
     words: usize,
 ) -> anyhow::Result<Relay> {
-    let start = Instant::now();
-    let tasks = (0..streams).map(|i| {
+    gather(pace.streams, |i, ready| {
         let token = tokens[i % tokens.len()].clone();
+        let base = base.to_owned();
         async move {
-            let mut client = SioClient::connect(base, "/ai", &json!({"token": token})).await?;
+            let mut client = SioClient::connect(&base, "/ai", &json!({"token": token})).await?;
+            pace.start(i, &ready).await;
+            let started = Instant::now();
             client
                 .emit("chat:start", &json!({"message": format!("[[mock:stamp]] [[mock:words={words}]]"), "maxTokens": 8000}))
                 .await?;
@@ -221,12 +265,8 @@ async fn gateway_streams(
                     _ => {}
                 }
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((started, latencies))
         }
-    });
-    let mut all = Vec::new();
-    for r in futures::future::join_all(tasks).await {
-        all.extend(r?);
-    }
-    Ok(summarize(all, start.elapsed()))
+    })
+    .await
 }

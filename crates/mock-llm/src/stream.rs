@@ -30,6 +30,9 @@ struct Cursor {
     ended: bool,
     odd_splits: bool,
     interval: Option<Duration>,
+    /// When the next word is due: deadlines, not sleeps after each write, so a stream keeps
+    /// its rate however late the timer fires.
+    due: Option<tokio::time::Instant>,
     cut: Option<usize>,
 }
 
@@ -69,10 +72,18 @@ impl Cursor {
             let event = if i < pre {
                 self.plan.pre[i].clone()
             } else if i < pre + words {
-                if self.started
-                    && let Some(interval) = self.interval
-                {
-                    tokio::time::sleep(interval).await;
+                if let Some(interval) = self.interval {
+                    let now = tokio::time::Instant::now();
+                    // A reader that fell behind resumes at the rate, not with a burst.
+                    let due = match self.due {
+                        Some(due) if due + interval >= now => due + interval,
+                        Some(_) => now,
+                        None => now + interval,
+                    };
+                    if self.started {
+                        tokio::time::sleep_until(due).await;
+                    }
+                    self.due = Some(due);
                 }
                 self.words_sent += 1;
                 self.plan.word(i - pre)
@@ -145,6 +156,7 @@ pub(crate) fn body(plan: Plan, state: Arc<MockState>, cut: Option<usize>) -> Bod
         ended: false,
         odd_splits: config.odd_splits,
         interval,
+        due: None,
         cut,
     };
     state.stream_opened();
