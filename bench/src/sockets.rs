@@ -35,6 +35,10 @@ pub async fn run(
     secret: &str,
     mint: impl Fn(&str) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.tokens_per_sec.is_finite() && args.tokens_per_sec > 0.0,
+        "--tokens-per-sec must be a positive number"
+    );
     let bin = target_dir()?;
     let mock_port = free_port()?;
     let _mock = spawn_mock_with(
@@ -146,13 +150,25 @@ where
     Fut: std::future::Future<Output = anyhow::Result<(Instant, Vec<u64>)>> + Send + 'static,
 {
     let ready = Arc::new(tokio::sync::Barrier::new(streams));
-    let tasks: Vec<_> = (0..streams)
+    let mut tasks: Vec<_> = (0..streams)
         .map(|i| tokio::spawn(stream(i, ready.clone())))
         .collect();
     let mut all = Vec::new();
     let mut first = None::<Instant>;
-    for task in tasks {
-        let (started, latencies) = task.await??;
+    for (i, task) in tasks.iter_mut().enumerate() {
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(e.into()),
+        };
+        let (started, latencies) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                for rest in &tasks[i + 1..] {
+                    rest.abort();
+                }
+                return Err(e);
+            }
+        };
         first = Some(first.map_or(started, |f| f.min(started)));
         all.extend(latencies);
     }
@@ -245,8 +261,10 @@ async fn gateway_streams(
         let token = tokens[i % tokens.len()].clone();
         let base = base.to_owned();
         async move {
-            let mut client = SioClient::connect(&base, "/ai", &json!({"token": token})).await?;
+            // Every stream reaches the barrier, even one that could not connect.
+            let connected = SioClient::connect(&base, "/ai", &json!({"token": token})).await;
             pace.start(i, &ready).await;
+            let mut client = connected?;
             let started = Instant::now();
             client
                 .emit("chat:start", &json!({"message": format!("[[mock:stamp]] [[mock:words={words}]]"), "maxTokens": 8000}))

@@ -78,7 +78,9 @@ impl Cursor {
                     let due = match self.due {
                         Some(due) if due + interval >= now => due + interval,
                         Some(_) => now,
-                        None => now + interval,
+                        // The first word waits one interval after the events before it, if any.
+                        None if self.started => now + interval,
+                        None => now,
                     };
                     if self.started {
                         tokio::time::sleep_until(due).await;

@@ -75,8 +75,10 @@ const BACKSTOP_CHECKPOINT_PAGES: c_int = 100_000;
 pub struct Checkpoints {
     /// The longest wait between two checkpoints.
     pub every: Duration,
-    /// WAL pages after which the writer asks for a checkpoint at once (bounding the WAL when
-    /// writes are heavy: 32,768 pages of 4 KiB are 128 MiB).
+    /// WAL pages after which the writer asks for a checkpoint at once, and again each time
+    /// the WAL has grown by as much since (32,768 pages of 4 KiB are 128 MiB). This does not
+    /// bound the WAL: it starts over only after a checkpoint has copied all of it, which
+    /// sustained writes can put off.
     pub soon_pages: c_int,
 }
 
@@ -100,10 +102,13 @@ thread_local! {
 /// report a failure for a transaction that is committed.
 fn note_wal_pages(wal: &rusqlite::hooks::Wal, pages: c_int) -> rusqlite::Result<()> {
     WAL_PAGES.set(pages);
-    if pages >= BACKSTOP_CHECKPOINT_PAGES
-        && let Err(e) = wal.checkpoint()
-    {
-        tracing::warn!(error = %e, pages, "sqlite backstop checkpoint failed");
+    if pages >= BACKSTOP_CHECKPOINT_PAGES {
+        match wal.checkpoint() {
+            Ok(()) => {}
+            // The checkpoint thread is at it (a passive checkpoint does not wait).
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {}
+            Err(e) => tracing::warn!(error = %e, pages, "sqlite backstop checkpoint failed"),
+        }
     }
     Ok(())
 }
@@ -392,6 +397,8 @@ fn write_loop(
     soon: Option<(mpsc::SyncSender<()>, c_int)>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The WAL length at which to ask for the next checkpoint.
+    let mut ask_at = soon.as_ref().map_or(c_int::MAX, |(_, pages)| *pages);
     while let Ok(first) = jobs.recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -401,11 +408,17 @@ fn write_loop(
             }
         }
         run_batch(conn, &mut batch);
-        if let Some((nudge, pages)) = &soon
-            && WAL_PAGES.get() >= *pages
-        {
-            // Full: a request is already waiting.
-            let _ = nudge.try_send(());
+        if let Some((nudge, step)) = &soon {
+            let pages = WAL_PAGES.get();
+            if pages < ask_at.saturating_sub(*step) {
+                // The WAL started over.
+                ask_at = *step;
+            }
+            if pages >= ask_at {
+                // Full: a request is already waiting.
+                let _ = nudge.try_send(());
+                ask_at = pages.saturating_add(*step);
+            }
         }
     }
 }
@@ -730,10 +743,10 @@ mod tests {
         (dir, url)
     }
 
-    /// Writes ~100 pages into a fresh database opened with `policy`; true when the database
-    /// file grows by them within `within` (the writer's own backstop is far away, so only
-    /// the checkpoint thread can have copied them).
-    async fn checkpointed_within(policy: Checkpoints, within: Duration) -> bool {
+    /// Writes ~100 pages into a fresh database opened with `policy`; returns by how many bytes
+    /// the database file grew within `within` (stopping early once it grew by `enough`). The
+    /// writer's own backstop is far away, so only the checkpoint thread can have copied them.
+    async fn checkpointed_within(policy: Checkpoints, enough: u64, within: Duration) -> u64 {
         let (dir, url) = temp_url("c.db");
         let db = Db::open_with(&url, policy).await.unwrap();
         db.write(|c| c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)"))
@@ -748,12 +761,12 @@ mod tests {
         }
         let deadline = Instant::now() + within;
         let grown = loop {
-            let after = std::fs::metadata(&file).unwrap().len();
-            if after >= before + 200 * 2000 {
-                break true;
-            }
-            if Instant::now() > deadline {
-                break false;
+            let grown = std::fs::metadata(&file)
+                .unwrap()
+                .len()
+                .saturating_sub(before);
+            if grown >= enough || Instant::now() > deadline {
+                break grown;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
@@ -762,28 +775,36 @@ mod tests {
         grown
     }
 
+    const WRITTEN: u64 = 200 * 2000;
+
     #[tokio::test]
     async fn the_checkpoint_thread_copies_the_wal_into_the_file_on_time() {
         let timed = Checkpoints {
             every: Duration::from_millis(50),
             soon_pages: c_int::MAX,
         };
-        assert!(checkpointed_within(timed, Duration::from_secs(10)).await);
+        let grown = checkpointed_within(timed, WRITTEN, Duration::from_secs(10)).await;
+        assert!(grown >= WRITTEN, "{grown} bytes");
     }
 
     #[tokio::test]
     async fn a_long_wal_is_checkpointed_without_waiting_for_the_interval() {
         let never_on_time = Checkpoints {
             every: Duration::from_secs(3600),
-            soon_pages: 64,
+            soon_pages: 16,
         };
-        assert!(checkpointed_within(never_on_time, Duration::from_secs(10)).await);
+        // What was written after the last request (fewer pages than asked at) may stay in
+        // the WAL, and so may up to that much again if the WAL started over.
+        let enough = WRITTEN - 2 * 16 * 4096;
+        let grown = checkpointed_within(never_on_time, enough, Duration::from_secs(10)).await;
+        assert!(grown >= enough, "{grown} bytes");
         // And with neither the interval nor the length reached, nothing is copied.
         let never = Checkpoints {
             every: Duration::from_secs(3600),
             soon_pages: c_int::MAX,
         };
-        assert!(!checkpointed_within(never, Duration::from_millis(300)).await);
+        let grown = checkpointed_within(never, 1, Duration::from_millis(300)).await;
+        assert_eq!(grown, 0);
     }
 
     #[tokio::test]
