@@ -63,8 +63,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The page size of a new database (an existing one keeps its own).
 ///
 /// Every commit appends each page it touched to the WAL, and each checkpoint flushes all of
-/// that to disk: a chat touches about 20 pages, so 1 KiB pages write and flush a third of
-/// what 4 KiB pages do (28 KB instead of 84 KB per chat). Interleaved runs on the 2-core VM
+/// that to disk: a chat touches about 20 pages (26 of 1 KiB), so 1 KiB pages write and flush
+/// a third of what 4 KiB pages do (28 KB instead of 84 KB per chat). Interleaved runs on the 2-core VM
 /// of the benchmarks: chat p99 at concurrency 1 +0.91–1.00 ms over the upstream with 1 KiB
 /// pages, +1.45–1.57 ms with 4 KiB; throughput at concurrency 64 and embeddings jobs did not
 /// get worse.
