@@ -39,6 +39,7 @@ pub async fn run(
         args.tokens_per_sec.is_finite() && args.tokens_per_sec > 0.0,
         "--tokens-per-sec must be a positive number"
     );
+    anyhow::ensure!(args.streams > 0, "--streams must be at least 1");
     let bin = target_dir()?;
     let mock_port = free_port()?;
     let _mock = spawn_mock_with(
