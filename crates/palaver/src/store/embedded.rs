@@ -63,11 +63,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The page size of a new database (an existing one keeps its own).
 ///
 /// Every commit appends each page it touched to the WAL, and each checkpoint flushes all of
-/// that to disk: a chat touches about 20 pages (26 of 1 KiB), so 1 KiB pages write and flush
-/// a third of what 4 KiB pages do (28 KB instead of 84 KB per chat). Interleaved runs on the 2-core VM
-/// of the benchmarks: chat p99 at concurrency 1 +0.91–1.00 ms over the upstream with 1 KiB
-/// pages, +1.45–1.57 ms with 4 KiB; throughput at concurrency 64 and embeddings jobs did not
-/// get worse.
+/// that to disk: a short chat touches about 20 pages of 4 KiB (26 of 1 KiB), so 1 KiB pages
+/// write and flush a third as much (28 KB instead of 84 KB per chat). Interleaved runs on the
+/// 2-core VM of the benchmarks, short replies: chat p99 at concurrency 1 +0.91–1.00 ms over
+/// the upstream with 1 KiB pages, +1.45–1.57 ms with 4 KiB; throughput at concurrency 64 and
+/// embeddings jobs did not get worse. With 300-word replies (which spill into overflow
+/// pages): p99 at concurrency 1 1.7–2.3 ms against 1.6–3.1 ms, and about 9% fewer chats/s at
+/// concurrency 64 (3,900–4,300 against 3,800–5,300; the machine was noisy).
 const PAGE_SIZE: i64 = 1024;
 /// WAL pages after which a commit checkpoints by itself, on the writer (SQLite's default is
 /// 1,000): a backstop, far above what the checkpoint thread leaves.
@@ -85,7 +87,7 @@ pub struct Checkpoints {
     /// The longest wait between two checkpoints.
     pub every: Duration,
     /// WAL pages after which the writer asks for a checkpoint at once, and again each time
-    /// the WAL has grown by as much since (32,768 pages of 1 KiB are 32 MiB). This does not
+    /// the WAL has grown by as much since (32 MiB of 1 KiB pages, 128 MiB of 4 KiB). This does not
     /// bound the WAL: it starts over only after a checkpoint has copied all of it, which
     /// sustained writes can put off.
     pub soon_pages: c_int,
@@ -180,7 +182,8 @@ impl Db {
             }
             None => Connection::open_in_memory()?,
         };
-        // Only takes effect before the first table is created.
+        // Only takes effect on an empty file: it must come before `journal_mode = WAL`, which
+        // writes the first page.
         writer.pragma_update(None, "page_size", PAGE_SIZE)?;
         configure(&writer)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
@@ -754,7 +757,7 @@ mod tests {
         (dir, url)
     }
 
-    /// Writes ~100 pages into a fresh database opened with `policy`; returns by how many bytes
+    /// Writes ~400 KB into a fresh database opened with `policy`; returns by how many bytes
     /// the database file grew within `within` (stopping early once it grew by `enough`). The
     /// writer's own backstop is far away, so only the checkpoint thread can have copied them.
     async fn checkpointed_within(policy: Checkpoints, enough: u64, within: Duration) -> u64 {
@@ -806,7 +809,7 @@ mod tests {
         };
         // What was written after the last request (fewer pages than asked at) may stay in
         // the WAL, and so may up to that much again if the WAL started over.
-        let enough = WRITTEN - 2 * 16 * 4096;
+        let enough = WRITTEN - 2 * 16 * PAGE_SIZE as u64;
         let grown = checkpointed_within(never_on_time, enough, Duration::from_secs(10)).await;
         assert!(grown >= enough, "{grown} bytes");
         // And with neither the interval nor the length reached, nothing is copied.
