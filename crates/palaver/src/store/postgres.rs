@@ -135,17 +135,13 @@ impl Store for PgStore {
         }
         // One statement, one round trip: the message's foreign key and trigger run at its
         // end, when the conversation row exists.
-        bind_conversation(sqlx::query(START_CONVERSATION), new)
-            .bind(first.id)
-            .bind(first.role.as_str())
-            .bind(&first.content)
-            .bind(first.tokens)
-            .bind(&first.model)
-            .bind(&first.metadata)
-            .bind(first.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(write_error)?;
+        bind_message(
+            bind_conversation(sqlx::query(START_CONVERSATION), new),
+            first,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
         Ok(())
     }
 
@@ -225,19 +221,14 @@ impl Store for PgStore {
 
     async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
         // One statement, one round trip: triggers move the conversation and the user's total.
-        let query = sqlx::query(if usage.is_some() {
-            APPEND_WITH_USAGE
-        } else {
-            APPEND
-        })
-        .bind(msg.id)
-        .bind(msg.conversation_id)
-        .bind(msg.role.as_str())
-        .bind(&msg.content)
-        .bind(msg.tokens)
-        .bind(&msg.model)
-        .bind(&msg.metadata)
-        .bind(msg.created_at);
+        let query = bind_message(
+            sqlx::query(if usage.is_some() {
+                APPEND_WITH_USAGE
+            } else {
+                APPEND
+            }),
+            msg,
+        );
         let query = match usage {
             Some(usage) => bind_usage(query, usage),
             None => query,
@@ -348,13 +339,13 @@ const APPEND: &str =
     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)";
 
 /// A conversation (`$1`..`$7`, see [`bind_conversation`]) and its first message
-/// (`$8`..`$14`), in one statement.
+/// (`$8`..`$15`, see [`bind_message`]), in one statement.
 const START_CONVERSATION: &str = "WITH conversation AS (
     INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)
     RETURNING id)
 INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
-    SELECT $8, conversation.id, $9, $10, $11, $12, $13, $14 FROM conversation";
+    SELECT $8, $9, $10, $11, $12, $13, $14, $15 FROM conversation";
 
 /// Binds a new conversation's columns as `$1`..`$7`.
 fn bind_conversation<'q>(query: PgQuery<'q>, new: &'q NewConversation) -> PgQuery<'q> {
@@ -366,6 +357,19 @@ fn bind_conversation<'q>(query: PgQuery<'q>, new: &'q NewConversation) -> PgQuer
         .bind(&new.model)
         .bind(&new.metadata)
         .bind(new.created_at)
+}
+
+/// Binds a message's columns in the order of the `messages` INSERTs above (8 parameters).
+fn bind_message<'q>(query: PgQuery<'q>, msg: &'q Message) -> PgQuery<'q> {
+    query
+        .bind(msg.id)
+        .bind(msg.conversation_id)
+        .bind(msg.role.as_str())
+        .bind(&msg.content)
+        .bind(msg.tokens)
+        .bind(&msg.model)
+        .bind(&msg.metadata)
+        .bind(msg.created_at)
 }
 
 /// A write's error: a unique violation is a conflict.
