@@ -7,7 +7,7 @@ mod handlers;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use serde_json::Value;
+use serde::Serialize;
 use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide_redis::{RedisAdapter, RedisAdapterCtr};
@@ -35,7 +35,7 @@ pub enum Broadcaster {
 }
 
 impl Broadcaster {
-    pub async fn to_user(&self, user_id: &str, event: &str, payload: &Value) {
+    pub async fn to_user<T: Serialize + ?Sized>(&self, user_id: &str, event: &str, payload: &T) {
         let room = user_room(user_id);
         let result = match self {
             Broadcaster::Local(io) => emit_room(io, room, event, payload).await,
@@ -57,11 +57,11 @@ impl Broadcaster {
     }
 }
 
-async fn emit_room<A: Adapter>(
+async fn emit_room<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
     room: String,
     event: &str,
-    payload: &Value,
+    payload: &T,
 ) -> Result<(), String> {
     match io.of(NAMESPACE) {
         Some(ns) => ns

@@ -1,16 +1,16 @@
 //! Background jobs: the `ai-tasks` queue of API.md (`POST /ai/jobs`, `GET /ai/jobs/:id`).
 //!
 //! Two halves with one rule between them:
-//! - **Delivery** is apalis: a [`queue::Envelope`] `{jobId, attempt}` travels through
-//!   apalis-redis when `REDIS_URL` is set, else through apalis-sqlite in a file of its own
-//!   (beside the SQLite store, or in the data directory with PostgreSQL). apalis decides which
-//!   worker runs an envelope and re-delivers the envelopes of a worker that died.
 //! - **State** is the `jobs` table of the main database ([`repo`]): status, progress,
 //!   attempts, result, error, and a lease. Every instance reads it; only the worker holding
-//!   the lease writes it. A delivery is acted on only when the table says it is due, so
-//!   duplicate or stale deliveries are harmless.
+//!   the lease writes it.
+//! - **Delivery**, with `REDIS_URL`, is apalis-redis: a [`queue::Envelope`] `{jobId, attempt}`
+//!   travels through Redis, apalis decides which worker runs it and re-delivers the envelopes
+//!   of a worker that died, and a delivery is acted on only when the table says it is due, so
+//!   duplicate or stale deliveries are harmless. Without Redis the table is the queue too:
+//!   workers claim its due rows (waiting, delayed and due, or under an expired lease).
 //!
-//! Retries: a failed attempt that may succeed later schedules the next envelope with a delay
+//! Retries: a failed attempt that may succeed later schedules the next attempt with a delay
 //! (`JOB_BACKOFF_MS`, doubled per attempt) and marks the job `delayed`; after `maxAttempts`
 //! the job is `failed` with the public message of the error. A completion job writes into its
 //! conversation through [`scoped::JobScopedStore`], which tags its messages with the job id
@@ -227,7 +227,7 @@ impl Jobs {
         self.inner.events.subscribe()
     }
 
-    /// Which queue backend carries the jobs ("redis" or "sqlite").
+    /// Which queue backend carries the jobs ("redis", or "table" for the `jobs` table).
     pub fn backend(&self) -> &'static str {
         self.inner.queue.backend()
     }
@@ -282,7 +282,7 @@ impl Jobs {
         };
         self.inner
             .repo
-            .insert(&job)
+            .insert(&job, self.inner.queue.name())
             .await
             .map_err(ApiError::internal)?;
         if let Err(err) = self

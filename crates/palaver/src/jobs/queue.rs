@@ -1,14 +1,16 @@
-//! Delivery of job attempts on apalis: apalis-redis with `REDIS_URL`, apalis-sqlite otherwise.
+//! Delivery of job attempts: apalis-redis with `REDIS_URL`, otherwise the `jobs` table itself.
 //!
-//! The SQLite queue is a file of its own: apalis-sqlite's `Jobs` table would collide with our
-//! `jobs` table (SQLite names are case-insensitive), its migrations would share the store's
-//! `_sqlx_migrations` table, and its set-up switches `synchronous` off. Beside a SQLite store
-//! it is `<db>.queue.db`; with PostgreSQL and no Redis it is `<data dir>/queue.db`, so that
-//! instance's jobs are delivered to the workers on its host (the sweeper of any instance
-//! re-queues jobs stranded by an instance that never came back).
+//! Without Redis the store's `jobs` table is the queue (SQLite embedded, or PostgreSQL): the
+//! row of a job already says whether it is due (waiting, delayed past `run_at`, or active
+//! under an expired lease), so a worker claims due rows directly (`JobRepo::claim_due`) and
+//! nothing else needs writing. Queued jobs survive a restart with the database, every
+//! instance on a shared PostgreSQL takes from the same queue, and a delivery cannot be lost.
+//!
+//! This replaced apalis-sqlite (a queue file of its own beside the store): its lock and ack
+//! statements, run on its connection's worker thread, took about a third of the CPU of an
+//! embeddings job in `palaver-bench jobs` (profile of 645 jobs/s end to end), and each job
+//! paid for a push, a lock, an ack and a prune in that file on top of its row in `jobs`.
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;
@@ -18,13 +20,11 @@ use futures::task::AtomicWaker;
 
 use apalis::prelude::{Task, TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
-use apalis_sqlite::SqliteStorage;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use uuid::Uuid;
 
-use crate::config::{Config, DatabaseConfig};
+use crate::config::Config;
 
 /// What travels through the queue: run attempt `attempt` of job `job_id`. The job itself
 /// (data, state) is in the `jobs` table.
@@ -46,24 +46,22 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 pub enum QueueError {
     #[error("redis queue: {0}")]
     Redis(String),
-    #[error("sqlite queue: {0}")]
-    Sqlite(String),
-    #[error("sqlite queue file: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 #[derive(Clone)]
 pub struct JobQueue {
     storage: Storage,
+    /// The queue's name (`JOB_QUEUE`).
+    name: Arc<str>,
     /// Raised by each push, so that this process's worker fetches at once.
     pushed: Arc<Pushed>,
 }
 
 #[derive(Clone)]
 pub enum Storage {
-    /// The storage, and the queue's name in it.
-    Sqlite(SqliteStorage<Envelope>, String),
-    Redis(RedisStorage<Envelope>),
+    /// The `jobs` table of the store is the queue.
+    Table,
+    Redis(Box<RedisStorage<Envelope>>),
 }
 
 /// A flag raised when this process queues an envelope, and the waker of its worker.
@@ -89,69 +87,33 @@ impl Pushed {
 impl JobQueue {
     pub async fn connect(config: &Config) -> Result<JobQueue, QueueError> {
         let jobs = &config.jobs;
-        if let Some(url) = &config.redis_url {
-            let conn = apalis_redis::connect(url.expose_secret())
-                .await
-                .map_err(|e| QueueError::Redis(e.to_string()))?;
-            let storage = RedisStorage::new(conn).with_config(redis_config(
-                &jobs.queue,
-                jobs.heartbeat,
-                batch(jobs),
-            ));
-            return Ok(JobQueue::new(Storage::Redis(storage)));
-        }
-        let path = queue_file(&config.database, &config.data_dir);
-        let options = match &path {
-            Some(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
-                SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
+        let storage = match &config.redis_url {
+            Some(url) => {
+                let conn = apalis_redis::connect(url.expose_secret())
+                    .await
+                    .map_err(|e| QueueError::Redis(e.to_string()))?;
+                Storage::Redis(Box::new(RedisStorage::new(conn).with_config(redis_config(
+                    &jobs.queue,
+                    jobs.heartbeat,
+                    batch(jobs),
+                ))))
             }
-            None => {
-                tracing::warn!(
-                    "the SQLite store is in memory: so is the job queue (jobs do not survive a restart)"
-                );
-                SqliteConnectOptions::from_str("sqlite::memory:")
-                    .map_err(|e| QueueError::Sqlite(e.to_string()))?
-            }
+            None => Storage::Table,
         };
-        // One connection: for an in-memory queue each connection would be a database of its
-        // own, and on a file several connections only take turns at the write lock through
-        // SQLite's sleeping busy handler (4 connections: 401 embeddings jobs/s end to end in
-        // palaver-bench; 1 connection: 490/s).
-        let connections = 1;
-        // No ping of the connection's worker thread before each acquire (one hand-off less
-        // per queue operation); a file database has no connection to lose.
-        let pool = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(connections)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.busy_timeout(Duration::from_secs(10)))
-            .await
-            .map_err(|e| QueueError::Sqlite(e.to_string()))?;
-        SqliteStorage::setup(&pool)
-            .await
-            .map_err(|e| QueueError::Sqlite(e.to_string()))?;
-        let apalis_config = apalis_sqlite::Config::default()
-            .queue(&jobs.queue)
-            .batch_size(batch(jobs))
-            .heartbeat_interval(jobs.heartbeat)
-            .missed_heartbeats(3);
-        Ok(JobQueue::new(Storage::Sqlite(
-            SqliteStorage::new(&pool).with_config(apalis_config),
-            jobs.queue.clone(),
-        )))
+        Ok(JobQueue::new(storage, &jobs.queue))
     }
 
-    fn new(storage: Storage) -> JobQueue {
+    fn new(storage: Storage, name: &str) -> JobQueue {
         JobQueue {
             storage,
+            name: name.into(),
             pushed: Arc::default(),
         }
+    }
+
+    /// The queue's name (`JOB_QUEUE`): with the table queue, the `queue` of its rows.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn storage(&self) -> &Storage {
@@ -164,24 +126,20 @@ impl JobQueue {
 
     pub fn backend(&self) -> &'static str {
         match self.storage {
-            Storage::Sqlite(..) => "sqlite",
+            Storage::Table => "table",
             Storage::Redis(_) => "redis",
         }
     }
 
     /// Queues an attempt, due after `delay`. Queuing the same attempt twice is a no-op while the
-    /// backend remembers it (and harmless after: the `jobs` table decides what runs).
+    /// backend remembers it (and harmless after: the `jobs` table decides what runs). With the
+    /// table queue the job's row, stored or updated before this call, is its delivery.
     pub async fn push(&self, envelope: Envelope, delay: Duration) -> Result<(), QueueError> {
-        let task = task(envelope, delay);
         match &self.storage {
-            Storage::Sqlite(storage, _) => storage
+            Storage::Table => {}
+            Storage::Redis(storage) => (**storage)
                 .clone()
-                .push_task(task)
-                .await
-                .map_err(|e| QueueError::Sqlite(e.to_string()))?,
-            Storage::Redis(storage) => storage
-                .clone()
-                .push_task(task)
+                .push_task(task(envelope, delay))
                 .await
                 .map_err(|e| QueueError::Redis(e.to_string()))?,
         }
@@ -221,72 +179,4 @@ pub fn task(envelope: Envelope, delay: Duration) -> Task<Envelope> {
         .max_attempts(DELIVERIES)
         .idempotency_key(format!("{}:{}", envelope.job_id, envelope.attempt))
         .build()
-}
-
-impl JobQueue {
-    /// Forgets deliveries handled more than `older_than` ago (apalis-sqlite keeps them).
-    /// apalis-redis can only prune through `apalis_core::backend::Vacuum`, which this crate
-    /// does not depend on: with Redis this is a no-op.
-    pub async fn prune(&self, older_than: Duration) -> Result<usize, QueueError> {
-        match &self.storage {
-            Storage::Sqlite(storage, queue) => {
-                let cutoff = chrono::Utc::now().timestamp()
-                    - i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
-                let done = sqlx::query("DELETE FROM Jobs WHERE job_type = ?1 AND status IN ('Done', 'Killed') AND done_at < ?2")
-                    .bind(queue)
-                    .bind(cutoff)
-                    .execute(storage.pool())
-                    .await
-                    .map_err(|e| QueueError::Sqlite(e.to_string()))?;
-                Ok(done.rows_affected() as usize)
-            }
-            Storage::Redis(_) => Ok(0),
-        }
-    }
-}
-
-/// Where the SQLite queue lives: beside a SQLite store file, else in the data directory;
-/// `None` for an in-memory store.
-fn queue_file(database: &DatabaseConfig, data_dir: &Path) -> Option<PathBuf> {
-    match database {
-        DatabaseConfig::Postgres { .. } => Some(data_dir.join("queue.db")),
-        DatabaseConfig::Sqlite { url } => {
-            crate::store::embedded::sqlite_path(url).map(|path| path.with_extension("queue.db"))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sqlite(url: &str) -> Option<PathBuf> {
-        queue_file(
-            &DatabaseConfig::Sqlite {
-                url: url.to_owned(),
-            },
-            Path::new("/data"),
-        )
-    }
-
-    #[test]
-    fn the_sqlite_queue_sits_beside_the_store() {
-        assert_eq!(
-            sqlite("sqlite://./palaver-data/palaver.db"),
-            Some(PathBuf::from("./palaver-data/palaver.queue.db"))
-        );
-        assert_eq!(
-            sqlite("sqlite:/tmp/x/app.db?mode=rwc"),
-            Some(PathBuf::from("/tmp/x/app.queue.db"))
-        );
-        assert_eq!(sqlite("sqlite::memory:"), None);
-        assert_eq!(sqlite("sqlite://file.db?mode=memory&cache=shared"), None);
-        let pg = DatabaseConfig::Postgres {
-            url: "postgres://h/db".into(),
-        };
-        assert_eq!(
-            queue_file(&pg, Path::new("/data")),
-            Some(PathBuf::from("/data/queue.db"))
-        );
-    }
 }

@@ -6,6 +6,7 @@
 
 use rusqlite::OptionalExtension;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 use uuid::Uuid;
@@ -28,9 +29,10 @@ pub type RepoResult<T> = Result<T, RepoError>;
 
 /// How an attempt ends.
 #[derive(Debug, Clone)]
-pub enum Finish {
+pub enum Finish<'a> {
+    /// With the result as JSON text.
     Completed {
-        result: Value,
+        result: &'a RawValue,
     },
     Failed {
         error: String,
@@ -91,9 +93,11 @@ impl JobRepo {
         }
     }
 
-    pub async fn insert(&self, job: &Job) -> RepoResult<()> {
+    /// Stores a new job in `queue` (the name of `JOB_QUEUE`).
+    pub async fn insert(&self, job: &Job, queue: &str) -> RepoResult<()> {
         match self {
             JobRepo::Sqlite(db) => {
+                let queue = queue.to_owned();
                 let row = (
                     job.id.to_string(),
                     job.user_id.clone(),
@@ -116,11 +120,11 @@ impl JobRepo {
                     c.prepare_cached(concat!(
                         "INSERT INTO jobs (",
                         columns!(),
-                        ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+                        ", queue) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
                     ))?
                     .execute(rusqlite::params![
                         row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
-                        row.10, row.11, row.12, row.13, row.14, row.15
+                        row.10, row.11, row.12, row.13, row.14, row.15, queue
                     ])
                 })
                 .await?;
@@ -129,7 +133,7 @@ impl JobRepo {
                 sqlx::query(concat!(
                     "INSERT INTO jobs (",
                     columns!(),
-                    ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
+                    ", queue) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
                 ))
                 .bind(job.id)
                 .bind(&job.user_id)
@@ -147,6 +151,7 @@ impl JobRepo {
                 .bind(job.locked_until)
                 .bind(job.created_at)
                 .bind(job.updated_at)
+                .bind(queue)
                 .execute(pool)
                 .await?;
             }
@@ -227,6 +232,105 @@ impl JobRepo {
         }
     }
 
+    /// The table as the queue: starts, under the lease `token`, up to `limit` due jobs of
+    /// `queue`, oldest first. Due: waiting, delayed past `run_at`, or active under a lease that
+    /// expired before `now` (its worker died: the same attempt runs again, as a re-delivered
+    /// envelope would). Each job is claimed by one caller only, across processes.
+    pub async fn claim_due(
+        &self,
+        queue: &str,
+        limit: usize,
+        token: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> RepoResult<Vec<Job>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match self {
+            JobRepo::Sqlite(db) => {
+                let (queue, token, now, lease_until) = (
+                    queue.to_owned(),
+                    token.to_owned(),
+                    ts(&now),
+                    ts(&lease_until),
+                );
+                db.write(move |c| {
+                    c.prepare_cached(concat!(
+                        "UPDATE jobs SET status = 'active', attempts = attempts + (status <> 'active'),
+                         locked_by = ?3, locked_until = ?5, run_at = NULL, updated_at = ?4
+                         WHERE id IN (SELECT id FROM jobs
+                             WHERE queue = ?1 AND status IN ('waiting', 'active', 'delayed')
+                             AND (status = 'waiting' OR (status = 'delayed' AND run_at <= ?4)
+                                  OR (status = 'active' AND locked_until < ?4))
+                             ORDER BY created_at LIMIT ?2)
+                         RETURNING ",
+                        columns!()
+                    ))?
+                    .query_map(
+                        rusqlite::params![queue, limit, token, now, lease_until],
+                        sqlite_job,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await
+                .map_err(RepoError::from)
+            }
+            JobRepo::Postgres(pool) => sqlx::query(concat!(
+                "WITH due AS (SELECT id FROM jobs
+                     WHERE queue = $1 AND status IN ('waiting', 'active', 'delayed')
+                     AND (status = 'waiting' OR (status = 'delayed' AND run_at <= $4)
+                          OR (status = 'active' AND locked_until < $4))
+                     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 UPDATE jobs SET status = 'active',
+                     attempts = attempts + CASE WHEN status = 'active' THEN 0 ELSE 1 END,
+                     locked_by = $3, locked_until = $5, run_at = NULL, updated_at = $4
+                 WHERE id IN (SELECT id FROM due)
+                 RETURNING ",
+                columns!()
+            ))
+            .bind(queue)
+            .bind(limit)
+            .bind(token)
+            .bind(now)
+            .bind(lease_until)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(pg_job)
+            .collect(),
+        }
+    }
+
+    /// Whether [`JobRepo::claim_due`] would find a job now (a read: an idle worker asks this
+    /// before it takes the write lock).
+    pub async fn any_due(&self, queue: &str, now: Timestamp) -> RepoResult<bool> {
+        match self {
+            JobRepo::Sqlite(db) => {
+                let (queue, now) = (queue.to_owned(), ts(&now));
+                db.read(move |c| {
+                    c.prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM jobs
+                             WHERE queue = ?1 AND status IN ('waiting', 'active', 'delayed')
+                             AND (status = 'waiting' OR (status = 'delayed' AND run_at <= ?2)
+                                  OR (status = 'active' AND locked_until < ?2)))",
+                    )?
+                    .query_row(rusqlite::params![queue, now], |row| row.get(0))
+                })
+                .await
+                .map_err(RepoError::from)
+            }
+            JobRepo::Postgres(pool) => Ok(sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM jobs
+                     WHERE queue = $1 AND status IN ('waiting', 'active', 'delayed')
+                     AND (status = 'waiting' OR (status = 'delayed' AND run_at <= $2)
+                          OR (status = 'active' AND locked_until < $2)))",
+            )
+            .bind(queue)
+            .bind(now)
+            .fetch_one(pool)
+            .await?),
+        }
+    }
+
     /// Extends the lease; false when it was lost.
     pub async fn renew(&self, id: Uuid, token: &str, until: Timestamp) -> RepoResult<bool> {
         self.guarded(
@@ -275,22 +379,20 @@ impl JobRepo {
     }
 
     /// Ends the attempt holding `token` and releases the lease; false when it was lost.
-    pub async fn finish(&self, id: Uuid, token: &str, finish: &Finish) -> RepoResult<bool> {
-        let (status, progress, result, error, run_at) = match finish {
-            Finish::Completed { result } => (
-                JobStatus::Completed,
-                Some(100),
-                Some(result.clone()),
-                None,
-                None,
-            ),
-            Finish::Failed { error } => (JobStatus::Failed, None, None, Some(error.clone()), None),
-            Finish::Delayed { error, run_at } => (
+    pub async fn finish(&self, id: Uuid, token: &str, finish: &Finish<'_>) -> RepoResult<bool> {
+        let (status, progress, result, error, run_at) = match *finish {
+            Finish::Completed { result } => {
+                (JobStatus::Completed, Some(100), Some(result), None, None)
+            }
+            Finish::Failed { ref error } => {
+                (JobStatus::Failed, None, None, Some(error.clone()), None)
+            }
+            Finish::Delayed { ref error, run_at } => (
                 JobStatus::Delayed,
                 Some(0),
                 None,
                 Some(error.clone()),
-                Some(*run_at),
+                Some(run_at),
             ),
         };
         let now = crate::store::now();
@@ -301,7 +403,7 @@ impl JobRepo {
                     token.to_owned(),
                     status.as_str(),
                     progress,
-                    result.as_ref().map(Value::to_string),
+                    result.map(|r| r.get().to_owned()),
                     error,
                     run_at.as_ref().map(ts),
                     ts(&now),
@@ -327,7 +429,7 @@ impl JobRepo {
             .bind(token)
             .bind(status.as_str())
             .bind(progress)
-            .bind(result)
+            .bind(result.map(sqlx::types::Json))
             .bind(error)
             .bind(run_at)
             .bind(now)

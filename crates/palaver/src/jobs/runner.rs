@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::progress::{CONTEXT_BUILT, ProgressSink};
-use super::queue::Envelope;
+use super::queue::{Envelope, Storage};
 use super::repo::{Finish, JobRepo, RepoError, Stranded};
 use super::scoped::{JobScopedStore, completion_result, is_from_job, reply_id};
 use super::{EmbeddingJobData, Inner, Job, JobEvent, JobKind, JobStatus, Jobs};
@@ -34,7 +36,8 @@ pub enum RunError {
 
 /// How an attempt's work ended.
 enum Outcome {
-    Done(Value),
+    /// The job's result, as JSON text (an embedding is written once, not held as a `Value`).
+    Done(Box<RawValue>),
     Failed(ServiceError),
     /// Another worker took the job over (this one was presumed dead): nothing more to write.
     LostLease,
@@ -75,10 +78,35 @@ impl Runner {
         let Some((job, token)) = self.claim(envelope).await? else {
             return Ok(());
         };
+        self.execute(job, &token).await
+    }
+
+    /// The table queue: claims up to `limit` due jobs of this process's queue, under one lease
+    /// token (see [`JobRepo::claim_due`]), for [`Runner::execute`].
+    pub async fn claim_due(&self, limit: usize) -> Result<(Vec<Job>, String), RunError> {
+        let token = Uuid::now_v7().to_string();
+        let now = store::now();
+        let queue = self.inner().queue.name();
+        let jobs = self
+            .repo()
+            .claim_due(queue, limit, &token, now, now + self.lease())
+            .await?;
+        Ok((jobs, token))
+    }
+
+    /// Whether [`Runner::claim_due`] would find a job now (a read only).
+    pub async fn any_due(&self) -> Result<bool, RunError> {
+        let queue = self.inner().queue.name();
+        Ok(self.repo().any_due(queue, store::now()).await?)
+    }
+
+    /// Runs an attempt claimed under `token` to its end: completes the job, fails it, or
+    /// schedules its next attempt. `Err` only when the `jobs` table cannot be reached.
+    pub async fn execute(&self, job: Job, token: &str) -> Result<(), RunError> {
         tracing::info!(job_id = %job.id, kind = job.kind.as_str(), attempt = job.attempts, "jobs: attempt started");
-        match self.attempt(&job, &token).await {
-            Outcome::Done(result) => self.complete(&job, &token, result).await,
-            Outcome::Failed(error) => self.retry_or_fail(&job, &token, error).await,
+        match self.attempt(&job, token).await {
+            Outcome::Done(result) => self.complete(&job, token, result).await,
+            Outcome::Failed(error) => self.retry_or_fail(&job, token, error).await,
             Outcome::LostLease => {
                 tracing::warn!(job_id = %job.id, "jobs: lease lost; another worker has the job");
                 Ok(())
@@ -86,19 +114,25 @@ impl Runner {
         }
     }
 
-    async fn complete(&self, job: &Job, token: &str, result: Value) -> Result<(), RunError> {
-        let finish = Finish::Completed {
-            result: result.clone(),
-        };
+    async fn complete(
+        &self,
+        job: &Job,
+        token: &str,
+        result: Box<RawValue>,
+    ) -> Result<(), RunError> {
+        let finish = Finish::Completed { result: &result };
         if self.repo().finish(job.id, token, &finish).await? {
             tracing::info!(job_id = %job.id, attempt = job.attempts, "jobs: completed");
             let (id, user) = (job.id, &job.user_id);
-            self.emit(user, "job:progress", json!({"jobId": id, "progress": 100}))
+            self.emit(user, "job:progress", &json!({"jobId": id, "progress": 100}))
                 .await;
             self.emit(
                 user,
                 "job:completed",
-                json!({"jobId": id, "result": result}),
+                &Completed {
+                    job_id: id,
+                    result: &result,
+                },
             )
             .await;
         }
@@ -130,7 +164,7 @@ impl Runner {
                 self.emit(
                     &job.user_id,
                     "job:failed",
-                    json!({"jobId": job.id, "error": error}),
+                    &json!({"jobId": job.id, "error": error}),
                 )
                 .await;
             }
@@ -221,7 +255,10 @@ impl Runner {
         let (progress, updates) = watch::channel(0);
         let work = async {
             match job.kind {
-                JobKind::GenerateCompletion => self.completion(job, token, &progress).await,
+                JobKind::GenerateCompletion => self
+                    .completion(job, token, &progress)
+                    .await
+                    .and_then(|result| to_raw_value(&result).map_err(invalid_result)),
                 JobKind::GenerateEmbeddings => self.embeddings(job, &progress).await,
             }
         };
@@ -254,25 +291,33 @@ impl Runner {
         }
     }
 
-    /// Writes and emits progress as it changes, at most every [`PROGRESS_EVERY`]. Never returns.
+    /// Emits progress as it changes, at most every [`PROGRESS_EVERY`], and writes it to the
+    /// job's row [`PROGRESS_EVERY`] after each emit if the attempt is still running then: the
+    /// row lags the events by at most that, and a job done sooner (an embedding, most
+    /// often) goes from 0 to 100 in the one write that completes it. Never returns.
     async fn publish_progress(&self, job: &Job, token: &str, mut updates: watch::Receiver<i32>) {
+        let mut stored = job.progress;
         while updates.changed().await.is_ok() {
             let progress = *updates.borrow_and_update();
-            match self.repo().set_progress(job.id, token, progress).await {
-                Ok(true) => {
-                    self.emit(
-                        &job.user_id,
-                        "job:progress",
-                        json!({"jobId": job.id, "progress": progress}),
-                    )
-                    .await
-                }
+            self.emit(
+                &job.user_id,
+                "job:progress",
+                &json!({"jobId": job.id, "progress": progress}),
+            )
+            .await;
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            let latest = *updates.borrow();
+            if latest == stored {
+                continue;
+            }
+            match self.repo().set_progress(job.id, token, latest).await {
+                Ok(true) => stored = latest,
+                // The lease is lost: `keep_lease` ends the attempt.
                 Ok(false) => {}
                 Err(err) => {
                     tracing::warn!(job_id = %job.id, error = %err, "jobs: could not record progress")
                 }
             }
-            tokio::time::sleep(PROGRESS_EVERY).await;
         }
         std::future::pending::<()>().await;
     }
@@ -366,7 +411,7 @@ impl Runner {
         &self,
         job: &Job,
         progress: &watch::Sender<i32>,
-    ) -> Result<Value, ServiceError> {
+    ) -> Result<Box<RawValue>, ServiceError> {
         let data: EmbeddingJobData =
             serde_json::from_value(job.data.clone()).map_err(|e| ServiceError::Invalid {
                 field: "data",
@@ -378,38 +423,39 @@ impl Runner {
             .embeddings
             .embed(&job.user_id, data.model, vec![data.text])
             .await?;
-        // Each value as its shortest decimal, as `POST /ai/embeddings` writes it (a JSON value
-        // holds f64s, which would print an f32 with spurious digits).
-        let embedding: Vec<f64> = out
-            .vectors
-            .into_iter()
-            .next()
-            .unwrap_or_default()
-            .iter()
-            .map(|v| v.to_string().parse().unwrap_or(f64::from(*v)))
-            .collect();
-        Ok(json!({"embedding": embedding, "model": out.model, "tokens": out.prompt_tokens}))
-    }
-
-    async fn emit(&self, user_id: &str, name: &'static str, payload: Value) {
-        if let Some(broadcaster) = self.state.broadcaster.get() {
-            broadcaster.to_user(user_id, name, &payload).await;
-        }
-        let event = JobEvent {
-            user_id: user_id.to_owned(),
-            name,
-            payload,
+        // Written straight from the f32s, each as its shortest decimal, as `POST /ai/embeddings`
+        // writes it: the text is stored, emitted and served as it is.
+        let result = EmbeddingResult {
+            embedding: out.vectors.first().map_or(&[], Vec::as_slice),
+            model: &out.model,
+            tokens: out.prompt_tokens,
         };
-        let _ = self.inner().events.send(event);
+        to_raw_value(&result).map_err(invalid_result)
     }
 
-    /// Drops the queue's record of deliveries handled more than `older_than` ago.
-    pub async fn prune_queue(&self, older_than: Duration) -> Result<usize, super::QueueError> {
-        self.inner().queue.prune(older_than).await
+    async fn emit<T: Serialize + ?Sized>(&self, user_id: &str, name: &'static str, payload: &T) {
+        if let Some(broadcaster) = self.state.broadcaster.get() {
+            broadcaster.to_user(user_id, name, payload).await;
+        }
+        let events = &self.inner().events;
+        // In-process observers (tests) get a `Value`, built only when there is one.
+        if events.receiver_count() > 0
+            && let Ok(payload) = serde_json::to_value(payload)
+        {
+            let _ = events.send(JobEvent {
+                user_id: user_id.to_owned(),
+                name,
+                payload,
+            });
+        }
     }
 
-    /// Queues again the jobs whose deliveries seem lost (see [`JobRepo::stranded`]).
+    /// Queues again the jobs whose deliveries seem lost (see [`JobRepo::stranded`]); none are
+    /// with the table queue, where a job's row is its delivery.
     pub async fn rescue_stranded(&self, older_than: Duration) -> Result<usize, RunError> {
+        if matches!(self.inner().queue.storage(), Storage::Table) {
+            return Ok(0);
+        }
         let before = store::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
         let stranded = self.repo().stranded(before, 100).await?;
         let mut queued = 0;
@@ -444,6 +490,29 @@ impl Runner {
             }
         }
         Ok(queued)
+    }
+}
+
+/// `job:completed`.
+#[derive(Serialize)]
+struct Completed<'a> {
+    #[serde(rename = "jobId")]
+    job_id: Uuid,
+    result: &'a RawValue,
+}
+
+/// The result of a `generate-embeddings` job.
+#[derive(Serialize)]
+struct EmbeddingResult<'a> {
+    embedding: &'a [f32],
+    model: &'a str,
+    tokens: u32,
+}
+
+fn invalid_result(err: serde_json::Error) -> ServiceError {
+    ServiceError::Invalid {
+        field: "result",
+        message: err.to_string(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Background jobs: `POST /ai/jobs`, `GET /ai/jobs/{id}`, progress, retries, idempotency, and
-//! delivery surviving restarts and killed workers (SQLite queue always, Redis when configured).
+//! delivery surviving restarts and killed workers (the table queue always, Redis when
+//! configured).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -633,8 +634,16 @@ async fn the_embedded_queue_survives_a_restart() {
 
 #[tokio::test]
 async fn stranded_jobs_are_queued_again() {
+    // Only a Redis delivery can be lost (without Redis a job's row is its delivery).
+    let Some(redis) = crate::support::db::redis_url() else {
+        eprintln!("skipped: PALAVER_TEST_REDIS_URL is not set");
+        return;
+    };
     for backend in backends() {
-        let mut app = TestApp::spawn_with(backend, &[("WORKER_CONCURRENCY", "0")]).await;
+        let env = queue_env(&Some(redis.clone()));
+        let mut app_env = borrowed(&env);
+        app_env.push(("WORKER_CONCURRENCY", "0"));
+        let mut app = TestApp::spawn_with(backend, &app_env).await;
         let queued = enqueue(
             &app,
             "sol",
@@ -643,7 +652,8 @@ async fn stranded_jobs_are_queued_again() {
         .await;
         let id = queued.body["id"].as_str().unwrap().to_owned();
         // Its delivery is lost: the app comes back reading another queue.
-        app.restart_with(&[("JOB_QUEUE", "ai-tasks-elsewhere")])
+        let other = format!("ai-tasks-elsewhere-{}", uuid::Uuid::now_v7().simple());
+        app.restart_with(&[("REDIS_URL", redis.as_str()), ("JOB_QUEUE", other.as_str())])
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(get_job(&app, "sol", &id).await.body["status"], "waiting");
@@ -663,6 +673,78 @@ async fn stranded_jobs_are_queued_again() {
         );
         let (done, _) = finished(&app, "sol", &id, Duration::from_secs(20)).await;
         assert_eq!(done["status"], "completed", "{done}");
+    }
+}
+
+#[tokio::test]
+async fn the_table_queue_serves_the_jobs_of_its_own_queue() {
+    for backend in backends() {
+        let mut app = TestApp::spawn_with(backend, &[("WORKER_CONCURRENCY", "0")]).await;
+        assert_eq!(app.state.jobs.backend(), "table");
+        let queued = enqueue(
+            &app,
+            "tab",
+            json!({"type": "generate-embeddings", "data": {"text": "my own queue"}}),
+        )
+        .await;
+        let id = queued.body["id"].as_str().unwrap().to_owned();
+        // Workers of another queue on the same database leave it alone.
+        app.restart_with(&[("JOB_QUEUE", "ai-tasks-elsewhere")])
+            .await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(get_job(&app, "tab", &id).await.body["status"], "waiting");
+        assert_eq!(
+            palaver::jobs::rescue_stranded(&app.state, Duration::ZERO)
+                .await
+                .unwrap(),
+            0,
+            "nothing is ever stranded in the table queue"
+        );
+        // Workers of its own queue take it, with no push from this process (a poll finds it).
+        app.restart_with(&[]).await;
+        let (done, _) = finished(&app, "tab", &id, Duration::from_secs(20)).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["attempts"], 1);
+    }
+}
+
+#[tokio::test]
+async fn instances_on_one_database_claim_each_job_of_the_table_queue_once() {
+    for backend in backends() {
+        let a = TestApp::spawn_with(backend, &[("WORKER_CONCURRENCY", "4")]).await;
+        let b = TestApp::spawn_with_db(&a, &[("WORKER_CONCURRENCY", "4")]).await;
+        let (mut events_a, mut events_b) = (a.state.jobs.events(), b.state.jobs.events());
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            let app = if i % 2 == 0 { &a } else { &b };
+            let body =
+                json!({"type": "generate-embeddings", "data": {"text": format!("shared {i}")}});
+            let queued = enqueue(app, "duo", body).await;
+            assert_eq!(queued.status, 202, "{}", queued.body);
+            ids.push(queued.body["id"].as_str().unwrap().to_owned());
+        }
+        for id in &ids {
+            let (done, _) = finished(&a, "duo", id, Duration::from_secs(20)).await;
+            assert_eq!(done["status"], "completed", "{done}");
+            assert_eq!(done["attempts"], 1, "claimed once: {done}");
+        }
+        // Every completion was announced by exactly one of the two instances' workers.
+        let mut completed = std::collections::HashMap::<String, usize>::new();
+        for events in [&mut events_a, &mut events_b] {
+            while let Ok(event) = events.try_recv() {
+                if event.name == "job:completed" {
+                    let id = event.payload["jobId"].as_str().unwrap().to_owned();
+                    *completed.entry(id).or_default() += 1;
+                }
+            }
+        }
+        for id in &ids {
+            assert_eq!(
+                completed.get(id),
+                Some(&1),
+                "job {id} ran once: {completed:?}"
+            );
+        }
     }
 }
 
@@ -761,7 +843,7 @@ fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
 #[tokio::test]
 async fn a_killed_worker_s_job_completes_on_another_worker_with_one_reply() {
     for redis in queue_backends() {
-        eprintln!("queue {}", if redis.is_some() { "redis" } else { "sqlite" });
+        eprintln!("queue {}", if redis.is_some() { "redis" } else { "table" });
         let env = queue_env(&redis);
         let mut app_env = borrowed(&env);
         app_env.push(("WORKER_CONCURRENCY", "0"));
