@@ -279,20 +279,25 @@ impl ChatService {
             .quotas
             .reserve(user_id, i64::from(counted_prompt) + i64::from(max_tokens))
             .await?;
-        if created {
-            self.store
-                .start_conversation(&conversation.as_new(), &user_message)
-                .await?;
-        } else {
-            self.store.append_message(&user_message, None).await?;
-        }
-        if let ChatMode::Stream { sink, .. } = &mode {
+        // The user message is stored while the provider is asked (its write and the upstream
+        // call overlap), and the exchange goes on only once it is: a reply or a failure is
+        // never recorded without it, and a stream's events start with it.
+        let store_user_message = async {
+            if created {
+                self.store
+                    .start_conversation(&conversation.as_new(), &user_message)
+                    .await
+            } else {
+                self.store.append_message(&user_message, None).await
+            }
+        };
+        let announce = |sink: &dyn ChatSink| {
             // Only now is the new conversation sure to stay.
             if created {
                 sink.emit(ChatEvent::ConversationCreated(&conversation));
             }
             sink.emit(ChatEvent::UserMessage(&user_message));
-        }
+        };
 
         let request = ChatRequest {
             model: routed.model.to_owned(),
@@ -303,22 +308,37 @@ impl ChatService {
         let reply_id = Uuid::now_v7();
 
         let (content, finish_reason, reported, stopped) = match mode {
-            ChatMode::Plain => match provider.chat(&request).await {
-                Ok(done) => (done.content, done.finish_reason, done.usage, false),
-                Err(err) => {
-                    return Err(self
-                        .upstream_failed(user_id, &conversation, &model, err)
-                        .await);
+            ChatMode::Plain => {
+                let (stored, answered) = tokio::join!(store_user_message, provider.chat(&request));
+                stored?;
+                match answered {
+                    Ok(done) => (done.content, done.finish_reason, done.usage, false),
+                    Err(err) => {
+                        return Err(self
+                            .upstream_failed(user_id, &conversation, &model, err)
+                            .await);
+                    }
                 }
-            },
+            }
             ChatMode::Stream { sink, cancel } => {
-                let mut stream = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => None,
-                    started = provider.chat_stream(&request) => match started {
-                        Ok(stream) => Some(stream),
-                        Err(err) => return Err(self.upstream_failed(user_id, &conversation, &model, err).await),
-                    },
+                let started = async {
+                    tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => None,
+                        started = provider.chat_stream(&request) => Some(started),
+                    }
+                };
+                let (stored, started) = tokio::join!(store_user_message, started);
+                stored?;
+                announce(sink);
+                let mut stream = match started {
+                    None => None,
+                    Some(Ok(stream)) => Some(stream),
+                    Some(Err(err)) => {
+                        return Err(self
+                            .upstream_failed(user_id, &conversation, &model, err)
+                            .await);
+                    }
                 };
                 let mut content = String::new();
                 let mut index = 0u32;
