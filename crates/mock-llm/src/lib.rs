@@ -19,6 +19,7 @@
 
 mod chat;
 mod handler;
+mod pacer;
 mod render;
 mod stream;
 

@@ -83,7 +83,7 @@ impl Cursor {
                         None => now,
                     };
                     if self.started {
-                        tokio::time::sleep_until(due).await;
+                        crate::pacer::sleep_until(due.into_std()).await;
                     }
                     self.due = Some(due);
                 }
