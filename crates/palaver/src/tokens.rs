@@ -1,8 +1,11 @@
 //! Token counting: exact for OpenAI-family models (tiktoken, the model's own encoding),
 //! cl100k as a close estimate for the others, whose own counts arrive in usage reports.
 
+use std::sync::OnceLock;
+
 use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+use tokio::runtime::RuntimeFlavor;
 
 use crate::providers::ChatMessage;
 
@@ -11,11 +14,28 @@ use crate::providers::ChatMessage;
 const PER_MESSAGE: usize = 3;
 const REPLY_PRIMING: usize = 3;
 
+static O200K: OnceLock<&'static CoreBPE> = OnceLock::new();
+static CL100K: OnceLock<&'static CoreBPE> = OnceLock::new();
+
 fn bpe_for(model: &str) -> &'static CoreBPE {
     let model = model.rsplit('/').next().unwrap_or(model);
-    match get_tokenizer(model) {
-        Some(Tokenizer::O200kBase) => tiktoken_rs::o200k_base_singleton(),
-        _ => tiktoken_rs::cl100k_base_singleton(),
+    let (cell, load): (_, fn() -> &'static CoreBPE) = match get_tokenizer(model) {
+        Some(Tokenizer::O200kBase) => (&O200K, tiktoken_rs::o200k_base_singleton),
+        _ => (&CL100K, tiktoken_rs::cl100k_base_singleton),
+    };
+    if let Some(bpe) = cell.get() {
+        return bpe;
+    }
+    // The tables load on first use (idle memory stays low), which takes tens of milliseconds
+    // (o200k: about 80 ms on the 2-core benchmark VM). On a multi-threaded runtime the worker
+    // hands its other tasks to another thread first, so that no other request or stream
+    // waits behind the load.
+    let load = || *cell.get_or_init(load);
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(load)
+        }
+        _ => load(),
     }
 }
 
@@ -66,6 +86,30 @@ pub fn context_window(model: &str) -> usize {
 mod tests {
     use super::*;
     use crate::providers::ChatRole;
+
+    /// The first use may happen on any runtime: `block_in_place` only where it is allowed.
+    #[test]
+    fn counts_on_either_runtime_flavor() {
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            current.block_on(async { count_text("gpt-4o", "hello world") }),
+            2
+        );
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let counted = multi.block_on(async {
+            tokio::spawn(async { count_text("gpt-4", "hello world") })
+                .await
+                .unwrap()
+        });
+        assert_eq!(counted, 2);
+        // Outside a worker (the thread of `block_on`) too.
+        assert_eq!(multi.block_on(async { count_text("gpt-4", "hello") }), 1);
+    }
 
     #[test]
     fn counts_match_the_reference_encodings() {
