@@ -5,7 +5,8 @@
 //! 2. No-op jobs through BullMQ (`bench/bullmq/bullmq-noop.js`, run with node).
 //! 3. `generate-embeddings` jobs end to end: `POST /api/v1/ai/jobs` from many clients against
 //!    `palaver serve` (mock-llm upstream), until the `jobs` table says all are completed; on
-//!    PostgreSQL + Redis and on the embedded default (SQLite, its own SQLite queue).
+//!    PostgreSQL + Redis, on PostgreSQL alone and on the embedded default (SQLite), the last two
+//!    with the `jobs` table as the queue.
 //! 4. Enqueue-to-completion latency of one job at a time.
 
 use std::path::{Path, PathBuf};
@@ -79,6 +80,9 @@ pub async fn run(args: JobsArgs, mint: fn(&str) -> anyhow::Result<String>) -> an
     let mut backends = Vec::new();
     if let Some(admin) = &args.postgres {
         backends.push(Backend::PostgresRedis {
+            admin: admin.clone(),
+        });
+        backends.push(Backend::Postgres {
             admin: admin.clone(),
         });
     }
@@ -363,7 +367,13 @@ async fn bullmq_noop(
 // 3. End to end.
 
 enum Backend {
-    PostgresRedis { admin: String },
+    PostgresRedis {
+        admin: String,
+    },
+    /// PostgreSQL alone: its `jobs` table is the queue.
+    Postgres {
+        admin: String,
+    },
     Sqlite,
 }
 
@@ -409,8 +419,13 @@ impl Instance {
                     Some((redis.to_owned(), queue)),
                 )
             }
+            Backend::Postgres { admin } => (
+                format!("PostgreSQL (table queue), WORKER_CONCURRENCY={worker_concurrency}"),
+                procs::fresh_pg_database(admin, "palaver_bench_jobs").await?,
+                None,
+            ),
             Backend::Sqlite => (
-                format!("SQLite (embedded queue), WORKER_CONCURRENCY={worker_concurrency}"),
+                format!("SQLite (table queue), WORKER_CONCURRENCY={worker_concurrency}"),
                 format!("sqlite://{}/bench.db", data_dir.display()),
                 None,
             ),
@@ -426,7 +441,7 @@ impl Instance {
         )
         .await?;
         let db = match backend {
-            Backend::PostgresRedis { .. } => Db::Pg(
+            Backend::PostgresRedis { .. } | Backend::Postgres { .. } => Db::Pg(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(2)
                     .connect(&database_url)
