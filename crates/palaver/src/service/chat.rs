@@ -281,7 +281,7 @@ impl ChatService {
             .await?;
         // The user message is stored while the provider is asked (its write and the upstream
         // call overlap), and the exchange goes on only once it is: a reply or a failure is
-        // never recorded without it, and a stream's events start with it.
+        // never recorded without it, and a stream's events start with it (see `alongside`).
         let store_user_message = async {
             if created {
                 self.store
@@ -309,9 +309,7 @@ impl ChatService {
 
         let (content, finish_reason, reported, stopped) = match mode {
             ChatMode::Plain => {
-                let (stored, answered) = tokio::join!(store_user_message, provider.chat(&request));
-                stored?;
-                match answered {
+                match alongside(store_user_message, provider.chat(&request)).await? {
                     Ok(done) => (done.content, done.finish_reason, done.usage, false),
                     Err(err) => {
                         return Err(self
@@ -328,8 +326,7 @@ impl ChatService {
                         started = provider.chat_stream(&request) => Some(started),
                     }
                 };
-                let (stored, started) = tokio::join!(store_user_message, started);
-                stored?;
+                let started = alongside(store_user_message, started).await?;
                 announce(sink);
                 let mut stream = match started {
                     None => None,
@@ -592,9 +589,76 @@ fn build_context(
     Ok(messages)
 }
 
+/// Runs the write of the user message and the upstream call together, and returns the call's
+/// outcome once both are done. When the write fails, the call is dropped at once (which
+/// closes its upstream connection: no reply is generated, and paid for, that could not be
+/// stored); when the call ends first, the write is still awaited.
+async fn alongside<T>(
+    store: impl Future<Output = Result<(), StoreError>>,
+    call: impl Future<Output = T>,
+) -> Result<T, StoreError> {
+    tokio::pin!(store, call);
+    tokio::select! {
+        stored = &mut store => {
+            stored?;
+            Ok(call.await)
+        }
+        answered = &mut call => {
+            store.await?;
+            Ok(answered)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sets its flag when dropped (an upstream call given up).
+    struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_user_message_write_drops_the_upstream_call_at_once() {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = DropFlag(dropped.clone());
+        let call = async move {
+            let _flag = flag;
+            std::future::pending::<()>().await
+        };
+        let failed = async { Err(StoreError::NotFound) };
+        let outcome =
+            tokio::time::timeout(std::time::Duration::from_secs(5), alongside(failed, call))
+                .await
+                .expect("did not wait for the call");
+        assert!(matches!(outcome, Err(StoreError::NotFound)));
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_call_that_ends_first_still_waits_for_the_write() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let written = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let store = {
+            let written = written.clone();
+            async move {
+                let _ = rx.await;
+                written.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+        };
+        let call = async move {
+            let _ = tx.send(());
+            "answer"
+        };
+        assert_eq!(alongside(store, call).await.unwrap(), "answer");
+        assert!(written.load(std::sync::atomic::Ordering::SeqCst));
+    }
 
     fn message(role: Role, content: &str, tokens: i64) -> Message {
         Message {
