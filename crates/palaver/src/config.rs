@@ -106,10 +106,12 @@ pub struct JobsConfig {
     pub concurrency: u32,
     /// Delay before the second attempt (`JOB_BACKOFF_MS`, default 5000); doubles per attempt.
     pub backoff: Duration,
-    /// Queue name (`JOB_QUEUE`, default `ai-tasks`): the Redis key prefix or SQLite queue name.
+    /// Queue name (`JOB_QUEUE`, default `ai-tasks`): the Redis key prefix, or the `queue` of
+    /// the `jobs` rows this process serves.
     pub queue: String,
-    /// Worker heartbeat (`JOB_HEARTBEAT_SECS`, default 10): a worker silent for three
-    /// heartbeats is presumed dead and its jobs are handed to a live one.
+    /// Worker heartbeat (`JOB_HEARTBEAT_SECS`, default 10): a running job's lease is renewed
+    /// every half heartbeat and lasts two; once it has expired (its worker died) the job is
+    /// due again for a live worker.
     pub heartbeat: Duration,
 }
 

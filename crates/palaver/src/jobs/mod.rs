@@ -206,6 +206,14 @@ impl Jobs {
     pub async fn connect(config: &Config, chat: ChatParts) -> Result<Jobs, JobsError> {
         let repo = repo::JobRepo::new(chat.store.shared_pool());
         let queue = queue::JobQueue::connect(config).await?;
+        let adopted = repo.adopt_unassigned(queue.name()).await?;
+        if adopted > 0 {
+            tracing::info!(
+                adopted,
+                queue = queue.name(),
+                "jobs: unfinished jobs from before job queues were stored adopted into this queue"
+            );
+        }
         tracing::info!(backend = queue.backend(), queue = %config.jobs.queue, "job queue ready");
         Ok(Jobs {
             inner: Arc::new(Inner {

@@ -52,6 +52,13 @@ pub struct Stranded {
     pub attempts: i32,
 }
 
+/// A job claimed by [`JobRepo::claim_due`] whose row could not be read back.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub id: Option<Uuid>,
+    pub error: String,
+}
+
 #[derive(Clone)]
 pub enum JobRepo {
     Sqlite(Db),
@@ -243,7 +250,7 @@ impl JobRepo {
         token: &str,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> RepoResult<Vec<Job>> {
+    ) -> RepoResult<Vec<Result<Job, Unreadable>>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         match self {
             JobRepo::Sqlite(db) => {
@@ -253,7 +260,7 @@ impl JobRepo {
                     ts(&now),
                     ts(&lease_until),
                 );
-                db.write(move |c| {
+                Ok(db.write(move |c| {
                     c.prepare_cached(concat!(
                         "UPDATE jobs SET status = 'active', attempts = attempts + (status <> 'active'),
                          locked_by = ?3, locked_until = ?5, run_at = NULL, updated_at = ?4
@@ -267,14 +274,27 @@ impl JobRepo {
                     ))?
                     .query_map(
                         rusqlite::params![queue, limit, token, now, lease_until],
-                        sqlite_job,
+                        |row| {
+                            // One bad row must not undo (and so block) the claim of the others.
+                            Ok(sqlite_job(row).map_err(|e| {
+                                let id = row.get::<_, String>(0).ok();
+                                (id.and_then(|id| Uuid::parse_str(&id).ok()), e)
+                            }))
+                        },
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()
                 })
-                .await
-                .map_err(RepoError::from)
+                .await?
+                .into_iter()
+                .map(|row| {
+                    row.map_err(|(id, e)| Unreadable {
+                        id,
+                        error: e.to_string(),
+                    })
+                })
+                .collect())
             }
-            JobRepo::Postgres(pool) => sqlx::query(concat!(
+            JobRepo::Postgres(pool) => Ok(sqlx::query(concat!(
                 "WITH due AS (SELECT id FROM jobs
                      WHERE queue = $1 AND status IN ('waiting', 'active', 'delayed')
                      AND (status = 'waiting' OR (status = 'delayed' AND run_at <= $4)
@@ -295,9 +315,41 @@ impl JobRepo {
             .fetch_all(pool)
             .await?
             .iter()
-            .map(pg_job)
-            .collect(),
+            .map(|row| {
+                pg_job(row).map_err(|e| Unreadable {
+                    id: row.try_get("id").ok(),
+                    error: e.to_string(),
+                })
+            })
+            .collect()),
         }
+    }
+
+    /// Puts the unfinished jobs stored before jobs had a queue (migration 0004) into `queue`;
+    /// returns how many. Idempotent, so every process may run it at start-up.
+    pub async fn adopt_unassigned(&self, queue: &str) -> RepoResult<u64> {
+        let adopted = match self {
+            JobRepo::Sqlite(db) => {
+                let queue = queue.to_owned();
+                db.write(move |c| {
+                    c.prepare_cached(
+                        "UPDATE jobs SET queue = ?1
+                         WHERE queue IS NULL AND status IN ('waiting', 'active', 'delayed')",
+                    )?
+                    .execute([queue])
+                })
+                .await? as u64
+            }
+            JobRepo::Postgres(pool) => sqlx::query(
+                "UPDATE jobs SET queue = $1
+                 WHERE queue IS NULL AND status IN ('waiting', 'active', 'delayed')",
+            )
+            .bind(queue)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(adopted)
     }
 
     /// Whether [`JobRepo::claim_due`] would find a job now (a read: an idle worker asks this

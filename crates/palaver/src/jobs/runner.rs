@@ -1,9 +1,12 @@
 //! Runs one delivered attempt: claim it in the `jobs` table, run it under a lease while
 //! publishing progress, then complete it, fail it, or schedule the next attempt.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde::Serialize;
 use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
@@ -13,7 +16,7 @@ use uuid::Uuid;
 
 use super::progress::{CONTEXT_BUILT, ProgressSink};
 use super::queue::{Envelope, Storage};
-use super::repo::{Finish, JobRepo, RepoError, Stranded};
+use super::repo::{Finish, JobRepo, RepoError, Stranded, Unreadable};
 use super::scoped::{JobScopedStore, completion_result, is_from_job, reply_id};
 use super::{EmbeddingJobData, Inner, Job, JobEvent, JobKind, JobStatus, Jobs};
 use crate::api::chat::ChatRequest;
@@ -41,6 +44,8 @@ enum Outcome {
     Failed(ServiceError),
     /// Another worker took the job over (this one was presumed dead): nothing more to write.
     LostLease,
+    /// The attempt's code panicked.
+    Panicked,
 }
 
 #[derive(Clone)]
@@ -65,15 +70,16 @@ impl Runner {
         &self.inner().repo
     }
 
-    /// A lease outlives two renewals, and expires before apalis presumes its worker dead
-    /// (three missed heartbeats), so that a re-delivered attempt finds it expired.
+    /// A lease outlives two renewals. On Redis it expires before apalis presumes the worker
+    /// dead (three missed heartbeats), so that a re-delivered attempt finds it expired; with
+    /// the table queue its expiry is what makes the job due again.
     fn lease(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.inner().heartbeat * 2)
             .unwrap_or(chrono::Duration::seconds(20))
     }
 
-    /// Handles one delivery. `Err` only when the `jobs` table cannot be reached (apalis then
-    /// delivers the envelope again).
+    /// Handles one delivery of the Redis queue (or one driven by hand). `Err` only when the
+    /// `jobs` table cannot be reached (apalis then delivers the envelope again).
     pub async fn run(&self, envelope: Envelope) -> Result<(), RunError> {
         let Some((job, token)) = self.claim(envelope).await? else {
             return Ok(());
@@ -87,10 +93,26 @@ impl Runner {
         let token = Uuid::now_v7().to_string();
         let now = store::now();
         let queue = self.inner().queue.name();
-        let jobs = self
+        let claimed = self
             .repo()
             .claim_due(queue, limit, &token, now, now + self.lease())
             .await?;
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for job in claimed {
+            match job {
+                Ok(job) => jobs.push(job),
+                Err(Unreadable { id, error }) => {
+                    // Left active, it would come back at each lease expiry, for ever.
+                    tracing::error!(job_id = ?id, error, "jobs: a claimed job could not be read; failing it");
+                    if let Some(id) = id {
+                        let finish = Finish::Failed {
+                            error: "The job could not be read".to_owned(),
+                        };
+                        self.repo().finish(id, &token, &finish).await?;
+                    }
+                }
+            }
+        }
         Ok((jobs, token))
     }
 
@@ -104,9 +126,16 @@ impl Runner {
     /// schedules its next attempt. `Err` only when the `jobs` table cannot be reached.
     pub async fn execute(&self, job: Job, token: &str) -> Result<(), RunError> {
         tracing::info!(job_id = %job.id, kind = job.kind.as_str(), attempt = job.attempts, "jobs: attempt started");
-        match self.attempt(&job, token).await {
+        let attempt = AssertUnwindSafe(self.attempt(&job, token)).catch_unwind();
+        match attempt.await.unwrap_or(Outcome::Panicked) {
             Outcome::Done(result) => self.complete(&job, token, result).await,
             Outcome::Failed(error) => self.retry_or_fail(&job, token, error).await,
+            Outcome::Panicked => {
+                // A bug, which another attempt would meet again: the job fails (left active,
+                // it would be taken up again at each lease expiry, for ever).
+                tracing::error!(job_id = %job.id, attempt = job.attempts, "jobs: the attempt panicked");
+                self.fail(&job, token, "The job failed unexpectedly").await
+            }
             Outcome::LostLease => {
                 tracing::warn!(job_id = %job.id, "jobs: lease lost; another worker has the job");
                 Ok(())
@@ -149,26 +178,7 @@ impl Runner {
         let retry = is_transient(&failure) && job.attempts < job.max_attempts;
         let error = public_error(failure);
         if !retry {
-            if self
-                .repo()
-                .finish(
-                    job.id,
-                    token,
-                    &Finish::Failed {
-                        error: error.clone(),
-                    },
-                )
-                .await?
-            {
-                tracing::warn!(job_id = %job.id, attempt = job.attempts, error, "jobs: failed");
-                self.emit(
-                    &job.user_id,
-                    "job:failed",
-                    &json!({"jobId": job.id, "error": error}),
-                )
-                .await;
-            }
-            return Ok(());
+            return self.fail(job, token, &error).await;
         }
         let delay = self.backoff(job.attempts);
         let run_at = store::now() + chrono::Duration::from_std(delay).unwrap_or_default();
@@ -193,8 +203,26 @@ impl Runner {
             attempt: job.attempts + 1,
         };
         if let Err(err) = self.inner().queue.push(next, delay).await {
-            // The job stays `delayed`: the sweeper queues it again once the queue answers.
+            // The job stays `delayed`: Redis's sweeper queues it again once the queue answers
+            // (the table queue cannot fail to push: the row is the delivery).
             tracing::error!(job_id = %job.id, error = %err, "jobs: could not queue the next attempt");
+        }
+        Ok(())
+    }
+
+    /// Fails the job for good with the public message `error`.
+    async fn fail(&self, job: &Job, token: &str, error: &str) -> Result<(), RunError> {
+        let finish = Finish::Failed {
+            error: error.to_owned(),
+        };
+        if self.repo().finish(job.id, token, &finish).await? {
+            tracing::warn!(job_id = %job.id, attempt = job.attempts, error, "jobs: failed");
+            self.emit(
+                &job.user_id,
+                "job:failed",
+                &json!({"jobId": job.id, "error": error}),
+            )
+            .await;
         }
         Ok(())
     }
@@ -253,6 +281,13 @@ impl Runner {
     /// Runs the job's work while renewing the lease and publishing progress.
     async fn attempt(&self, job: &Job, token: &str) -> Outcome {
         let (progress, updates) = watch::channel(0);
+        // Until when this attempt surely holds the lease (µs since the epoch): renewals move
+        // it; past it another worker may have taken the job over.
+        let held = AtomicI64::new(
+            job.locked_until
+                .unwrap_or_else(|| store::now() + self.lease())
+                .timestamp_micros(),
+        );
         let work = async {
             match job.kind {
                 JobKind::GenerateCompletion => self
@@ -267,25 +302,26 @@ impl Runner {
                 Ok(value) => Outcome::Done(value),
                 Err(error) => Outcome::Failed(error),
             },
-            () = self.keep_lease(job.id, token) => Outcome::LostLease,
-            () = self.publish_progress(job, token, updates) => Outcome::LostLease,
+            () = self.keep_lease(job.id, token, &held) => Outcome::LostLease,
+            () = self.publish_progress(job, token, &held, updates) => Outcome::LostLease,
         }
     }
 
-    /// Renews the lease until it is lost (returns then).
-    async fn keep_lease(&self, id: Uuid, token: &str) {
+    /// Renews the lease until it is lost, or has run out while the database could not be
+    /// reached (returns then: the attempt could record nothing, and the job may already run
+    /// elsewhere).
+    async fn keep_lease(&self, id: Uuid, token: &str, held: &AtomicI64) {
         loop {
             tokio::time::sleep(self.inner().heartbeat / 2).await;
-            match self
-                .repo()
-                .renew(id, token, store::now() + self.lease())
-                .await
-            {
-                Ok(true) => {}
+            let until = store::now() + self.lease();
+            match self.repo().renew(id, token, until).await {
+                Ok(true) => held.store(until.timestamp_micros(), Ordering::Release),
                 Ok(false) => return,
-                // A database blip: try again; if it lasts, the lease expires and the job moves on.
                 Err(err) => {
-                    tracing::warn!(job_id = %id, error = %err, "jobs: could not renew a lease")
+                    tracing::warn!(job_id = %id, error = %err, "jobs: could not renew a lease");
+                    if !holds(held) {
+                        return;
+                    }
                 }
             }
         }
@@ -294,10 +330,20 @@ impl Runner {
     /// Emits progress as it changes, at most every [`PROGRESS_EVERY`], and writes it to the
     /// job's row [`PROGRESS_EVERY`] after each emit if the attempt is still running then: the
     /// row lags the events by at most that, and a job done sooner (an embedding, most
-    /// often) goes from 0 to 100 in the one write that completes it. Never returns.
-    async fn publish_progress(&self, job: &Job, token: &str, mut updates: watch::Receiver<i32>) {
+    /// often) goes from 0 to 100 in the one write that completes it. Emits only while the
+    /// lease is held; returns when it is lost.
+    async fn publish_progress(
+        &self,
+        job: &Job,
+        token: &str,
+        held: &AtomicI64,
+        mut updates: watch::Receiver<i32>,
+    ) {
         let mut stored = job.progress;
         while updates.changed().await.is_ok() {
+            if !holds(held) {
+                return;
+            }
             let progress = *updates.borrow_and_update();
             self.emit(
                 &job.user_id,
@@ -312,8 +358,7 @@ impl Runner {
             }
             match self.repo().set_progress(job.id, token, latest).await {
                 Ok(true) => stored = latest,
-                // The lease is lost: `keep_lease` ends the attempt.
-                Ok(false) => {}
+                Ok(false) => return,
                 Err(err) => {
                     tracing::warn!(job_id = %job.id, error = %err, "jobs: could not record progress")
                 }
@@ -491,6 +536,11 @@ impl Runner {
         }
         Ok(queued)
     }
+}
+
+/// Whether the lease held until `held` (µs since the epoch) is still held now.
+fn holds(held: &AtomicI64) -> bool {
+    store::now().timestamp_micros() < held.load(Ordering::Acquire)
 }
 
 /// `job:completed`.

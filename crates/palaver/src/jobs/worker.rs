@@ -45,7 +45,7 @@ impl Workers {
     }
 
     /// Stops taking jobs, lets active ones finish for up to `grace`, then drops the rest: their
-    /// leases expire and apalis hands them to a live worker.
+    /// leases expire and a live worker takes them up again.
     pub async fn shutdown(mut self, grace: Duration) {
         self.stop.cancel();
         let drained = tokio::time::timeout(grace, async {
@@ -120,7 +120,9 @@ async fn claim_loop(queue: JobQueue, runner: Runner, concurrency: usize, stop: C
     // Claim without waiting for a wake-up: at start, and while claims come back full.
     let mut more = true;
     loop {
-        while running.try_join_next().is_some() {}
+        while let Some(ended) = running.try_join_next() {
+            log_panic(ended);
+        }
         let first = tokio::select! {
             () = stop.cancelled() => break,
             permit = slots.clone().acquire_owned() => match permit {
@@ -166,7 +168,17 @@ async fn claim_loop(queue: JobQueue, runner: Runner, concurrency: usize, stop: C
             });
         }
     }
-    while running.join_next().await.is_some() {}
+    while let Some(ended) = running.join_next().await {
+        log_panic(ended);
+    }
+}
+
+fn log_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = ended
+        && err.is_panic()
+    {
+        tracing::error!(error = %err, "jobs: a worker task panicked");
+    }
 }
 
 /// Runs the apalis worker on Redis until `stop`, restarting it (under a new name) if its

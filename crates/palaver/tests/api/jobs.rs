@@ -709,6 +709,81 @@ async fn the_table_queue_serves_the_jobs_of_its_own_queue() {
 }
 
 #[tokio::test]
+async fn jobs_stored_before_job_queues_are_adopted_at_start_up() {
+    for backend in backends() {
+        let mut app = TestApp::spawn_with(backend, &[("WORKER_CONCURRENCY", "0")]).await;
+        let queued = enqueue(
+            &app,
+            "old",
+            json!({"type": "generate-embeddings", "data": {"text": "from an older release"}}),
+        )
+        .await;
+        let id = queued.body["id"].as_str().unwrap().to_owned();
+        // What migration 0004 leaves on a job stored by an older release.
+        match app.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
+                sqlx::query("UPDATE jobs SET queue = NULL WHERE id = ?1")
+                    .bind(&id)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
+                sqlx::query("UPDATE jobs SET queue = NULL WHERE id = $1::uuid")
+                    .bind(&id)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+        // A deployment whose JOB_QUEUE is not the default takes it over.
+        app.restart_with(&[("JOB_QUEUE", "ai-tasks-custom")]).await;
+        let (done, _) = finished(&app, "old", &id, Duration::from_secs(20)).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_job_fails_and_does_not_hold_up_the_queue() {
+    // A row edited by hand (only SQLite lets `data` hold text that is not JSON).
+    let mut app = TestApp::spawn_with(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
+    let body = |text: &str| json!({"type": "generate-embeddings", "data": {"text": text}});
+    let bad = enqueue(&app, "ugo", body("to be broken")).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let good = enqueue(&app, "ugo", body("fine")).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
+    sqlx::query("UPDATE jobs SET data = 'not json' WHERE id = ?1")
+        .bind(&bad)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // One worker slot: the broken job (the oldest) and the good one are claimed in turn.
+    app.restart_with(&[("WORKER_CONCURRENCY", "1")]).await;
+    let (done, _) = finished(&app, "ugo", &good, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let broken: (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM jobs WHERE id = ?1")
+            .bind(&bad)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        broken,
+        (
+            "failed".to_owned(),
+            Some("The job could not be read".to_owned())
+        )
+    );
+}
+
+#[tokio::test]
 async fn instances_on_one_database_claim_each_job_of_the_table_queue_once() {
     for backend in backends() {
         let a = TestApp::spawn_with(backend, &[("WORKER_CONCURRENCY", "4")]).await;
