@@ -81,9 +81,17 @@ pub async fn attach(
     router: Router,
     state: &AppState,
 ) -> Result<(Router, Broadcaster), GatewayError> {
+    // The handlers' state has a broadcaster slot of its own, left empty: sharing the caller's,
+    // which is about to hold this `SocketIo`, would make a reference cycle (the state holds
+    // the gateway, whose config holds the state), and nothing of that process (its database
+    // pool, say) would ever be freed. Handlers emit on their own sockets.
+    let handlers_state = AppState {
+        broadcaster: BroadcasterSlot::default(),
+        ..state.clone()
+    };
     let builder = SocketIo::builder()
         .max_buffer_size(4096)
-        .with_state(state.clone());
+        .with_state(handlers_state);
     match &state.config.redis_url {
         None => {
             let (layer, io) = builder.build_layer();
