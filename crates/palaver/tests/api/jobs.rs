@@ -552,22 +552,34 @@ async fn re_running_a_job_never_stores_a_second_reply() {
 }
 
 async fn clear_result(app: &TestApp, id: &str) {
+    edit_job(
+        app,
+        "UPDATE jobs SET result = NULL WHERE id = ?1",
+        "UPDATE jobs SET result = NULL WHERE id = $1::uuid",
+        &[id],
+    )
+    .await;
+}
+
+/// Runs `sqlite` or `postgres` (the same statement in each dialect) on the app's database, with
+/// `binds` as its text parameters: what a hand edit, a crash or an older release leaves.
+async fn edit_job(app: &TestApp, sqlite: &'static str, postgres: &'static str, binds: &[&str]) {
     match app.backend {
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
-            sqlx::query("UPDATE jobs SET result = NULL WHERE id = ?1")
-                .bind(id)
-                .execute(&pool)
-                .await
-                .unwrap();
+            let mut query = sqlx::query(sqlite);
+            for bind in binds {
+                query = query.bind(bind.to_string());
+            }
+            query.execute(&pool).await.unwrap();
         }
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
-            sqlx::query("UPDATE jobs SET result = NULL WHERE id = $1::uuid")
-                .bind(id)
-                .execute(&pool)
-                .await
-                .unwrap();
+            let mut query = sqlx::query(postgres);
+            for bind in binds {
+                query = query.bind(bind.to_string());
+            }
+            query.execute(&pool).await.unwrap();
         }
     }
 }
@@ -575,28 +587,13 @@ async fn clear_result(app: &TestApp, id: &str) {
 /// What a worker that died mid-attempt leaves behind.
 async fn set_active_with_expired_lease(app: &TestApp, id: &str) {
     let past = "2000-01-01T00:00:00.000000Z";
-    match app.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
-            sqlx::query("UPDATE jobs SET status = 'active', progress = 40, locked_by = 'dead', locked_until = ?1 WHERE id = ?2")
-                .bind(past)
-                .bind(id)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
-            sqlx::query(
-                "UPDATE jobs SET status = 'active', progress = 40, locked_by = 'dead', locked_until = $1::timestamptz WHERE id = $2::uuid",
-            )
-            .bind(past)
-            .bind(id)
-            .execute(&pool)
-            .await
-            .unwrap();
-        }
-    }
+    edit_job(
+        app,
+        "UPDATE jobs SET status = 'active', progress = 40, locked_by = 'dead', locked_until = ?1 WHERE id = ?2",
+        "UPDATE jobs SET status = 'active', progress = 40, locked_by = 'dead', locked_until = $1::timestamptz WHERE id = $2::uuid",
+        &[past, id],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -720,24 +717,13 @@ async fn jobs_stored_before_job_queues_are_adopted_at_start_up() {
         .await;
         let id = queued.body["id"].as_str().unwrap().to_owned();
         // What migration 0004 leaves on a job stored by an older release.
-        match app.backend {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
-                sqlx::query("UPDATE jobs SET queue = NULL WHERE id = ?1")
-                    .bind(&id)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
-                sqlx::query("UPDATE jobs SET queue = NULL WHERE id = $1::uuid")
-                    .bind(&id)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-        }
+        edit_job(
+            &app,
+            "UPDATE jobs SET queue = NULL WHERE id = ?1",
+            "UPDATE jobs SET queue = NULL WHERE id = $1::uuid",
+            &[&id],
+        )
+        .await;
         // A deployment whose JOB_QUEUE is not the default takes it over.
         app.restart_with(&[("JOB_QUEUE", "ai-tasks-custom")]).await;
         let (done, _) = finished(&app, "old", &id, Duration::from_secs(20)).await;
