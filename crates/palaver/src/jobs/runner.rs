@@ -108,7 +108,10 @@ impl Runner {
                         let finish = Finish::Failed {
                             error: "The job could not be read".to_owned(),
                         };
-                        self.repo().finish(id, &token, &finish).await?;
+                        // Not `?`: the jobs claimed beside it are run either way.
+                        if let Err(err) = self.repo().finish(id, &token, &finish).await {
+                            tracing::error!(job_id = %id, error = %err, "jobs: could not fail an unreadable job");
+                        }
                     }
                 }
             }
