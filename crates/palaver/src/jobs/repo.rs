@@ -73,6 +73,25 @@ macro_rules! columns {
     };
 }
 
+/// The jobs of queue `$queue` that are due at `$now` (placeholders of the dialect): waiting,
+/// delayed past `run_at`, or active under an expired lease. The `status IN` term lets the
+/// partial index `jobs_queued` serve the search.
+macro_rules! due {
+    ($queue:literal, $now:literal) => {
+        concat!(
+            "queue = ",
+            $queue,
+            " AND status IN ('waiting', 'active', 'delayed')
+             AND (status = 'waiting' OR (status = 'delayed' AND run_at <= ",
+            $now,
+            ")
+                  OR (status = 'active' AND locked_until < ",
+            $now,
+            "))"
+        )
+    };
+}
+
 /// An update of the attempt holding the lease: `?1`/`$1` is the value, then id, token, now.
 macro_rules! guarded {
     ($set_sqlite:literal, $set_pg:literal) => {
@@ -264,42 +283,32 @@ impl JobRepo {
                     c.prepare_cached(concat!(
                         "UPDATE jobs SET status = 'active', attempts = attempts + (status <> 'active'),
                          locked_by = ?3, locked_until = ?5, run_at = NULL, updated_at = ?4
-                         WHERE id IN (SELECT id FROM jobs
-                             WHERE queue = ?1 AND status IN ('waiting', 'active', 'delayed')
-                             AND (status = 'waiting' OR (status = 'delayed' AND run_at <= ?4)
-                                  OR (status = 'active' AND locked_until < ?4))
-                             ORDER BY created_at LIMIT ?2)
-                         RETURNING ",
+                         WHERE id IN (SELECT id FROM jobs WHERE ",
+                        due!("?1", "?4"),
+                        " ORDER BY created_at LIMIT ?2) RETURNING ",
                         columns!()
                     ))?
                     .query_map(
                         rusqlite::params![queue, limit, token, now, lease_until],
                         |row| {
                             // One bad row must not undo (and so block) the claim of the others.
-                            Ok(sqlite_job(row).map_err(|e| {
-                                let id = row.get::<_, String>(0).ok();
-                                (id.and_then(|id| Uuid::parse_str(&id).ok()), e)
+                            Ok(sqlite_job(row).map_err(|e| Unreadable {
+                                id: row
+                                    .get::<_, String>(0)
+                                    .ok()
+                                    .and_then(|id| Uuid::parse_str(&id).ok()),
+                                error: e.to_string(),
                             }))
                         },
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()
                 })
-                .await?
-                .into_iter()
-                .map(|row| {
-                    row.map_err(|(id, e)| Unreadable {
-                        id,
-                        error: e.to_string(),
-                    })
-                })
-                .collect())
+                .await?)
             }
             JobRepo::Postgres(pool) => Ok(sqlx::query(concat!(
-                "WITH due AS (SELECT id FROM jobs
-                     WHERE queue = $1 AND status IN ('waiting', 'active', 'delayed')
-                     AND (status = 'waiting' OR (status = 'delayed' AND run_at <= $4)
-                          OR (status = 'active' AND locked_until < $4))
-                     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                "WITH due AS (SELECT id FROM jobs WHERE ",
+                due!("$1", "$4"),
+                " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                  UPDATE jobs SET status = 'active',
                      attempts = attempts + CASE WHEN status = 'active' THEN 0 ELSE 1 END,
                      locked_by = $3, locked_until = $5, run_at = NULL, updated_at = $4
@@ -359,23 +368,21 @@ impl JobRepo {
             JobRepo::Sqlite(db) => {
                 let (queue, now) = (queue.to_owned(), ts(&now));
                 db.read(move |c| {
-                    c.prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM jobs
-                             WHERE queue = ?1 AND status IN ('waiting', 'active', 'delayed')
-                             AND (status = 'waiting' OR (status = 'delayed' AND run_at <= ?2)
-                                  OR (status = 'active' AND locked_until < ?2)))",
-                    )?
+                    c.prepare_cached(concat!(
+                        "SELECT EXISTS (SELECT 1 FROM jobs WHERE ",
+                        due!("?1", "?2"),
+                        ")"
+                    ))?
                     .query_row(rusqlite::params![queue, now], |row| row.get(0))
                 })
                 .await
                 .map_err(RepoError::from)
             }
-            JobRepo::Postgres(pool) => Ok(sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM jobs
-                     WHERE queue = $1 AND status IN ('waiting', 'active', 'delayed')
-                     AND (status = 'waiting' OR (status = 'delayed' AND run_at <= $2)
-                          OR (status = 'active' AND locked_until < $2)))",
-            )
+            JobRepo::Postgres(pool) => Ok(sqlx::query_scalar(concat!(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE ",
+                due!("$1", "$2"),
+                ")"
+            ))
             .bind(queue)
             .bind(now)
             .fetch_one(pool)
