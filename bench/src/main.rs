@@ -68,9 +68,15 @@ enum Command {
         /// Tokens per second of each stream (streams × rate = chunks/s in total).
         #[arg(long, default_value_t = 100.0)]
         tokens_per_sec: f64,
-        /// Length of each stream in seconds.
+        /// Seconds measured with every stream open (each stream lasts two ramps longer).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Seconds over which the streams open (and, at the end, close).
+        #[arg(long, default_value_t = 1.0)]
+        ramp: f64,
+        /// Write every chunk's latency to this CSV file (path,stream,index,sent_us,latency_us).
+        #[arg(long)]
+        dump: Option<std::path::PathBuf>,
     },
     /// Job throughput: no-op jobs through Palaver's queue and through BullMQ on the same Redis,
     /// `generate-embeddings` jobs end to end, and enqueue-to-completion latency.
@@ -126,12 +132,20 @@ async fn main() -> anyhow::Result<()> {
             streams,
             tokens_per_sec,
             seconds,
+            ramp,
+            dump,
         } => {
+            anyhow::ensure!(
+                ramp.is_finite() && ramp >= 0.0,
+                "--ramp must be a number of seconds, 0 or more"
+            );
             let args = sockets::SocketArgs {
                 idle,
                 streams,
                 tokens_per_sec,
                 seconds,
+                ramp: std::time::Duration::from_secs_f64(ramp),
+                dump,
             };
             sockets::run(args, SECRET, mint).await
         }

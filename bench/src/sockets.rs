@@ -5,9 +5,17 @@
 //! wall-clock time (µs since the epoch) at which mock-llm wrote it, so the receiver measures
 //! upstream-write-to-client-receive directly. The same streams read straight from mock-llm give
 //! the baseline; the difference is what Palaver adds.
+//!
+//! Streams open over a ramp (`--ramp`, 1 s) and are long enough that all of them are open for
+//! `--seconds` after it: the figures are those of the chunks mock-llm wrote in that window,
+//! when the total is the full `streams × tokens-per-sec`. Opening every stream at once would
+//! measure a burst of chat starts (each one a conversation, two writes and an upstream
+//! request), which the chat benchmark measures; the whole run's figures, ramps included, are
+//! printed beside them.
 
+use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -21,6 +29,9 @@ pub struct SocketArgs {
     pub streams: usize,
     pub tokens_per_sec: f64,
     pub seconds: u64,
+    pub ramp: Duration,
+    /// Writes every chunk's latency (CSV) here.
+    pub dump: Option<std::path::PathBuf>,
 }
 
 fn now_us() -> u64 {
@@ -70,7 +81,9 @@ pub async fn run(
     .await?;
     let pid = palaver.pid().context("palaver pid")?;
     let base = format!("http://127.0.0.1:{port}");
-    let words = (args.tokens_per_sec * args.seconds as f64).ceil() as usize;
+    // Open for `seconds` after the ramp, with a ramp's margin at each end.
+    let words = (args.tokens_per_sec * (args.seconds as f64 + 2.0 * args.ramp.as_secs_f64())).ceil()
+        as usize;
 
     // 1. Idle connections.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -102,24 +115,47 @@ pub async fn run(
         per_conn / 1024.0
     );
 
-    // Streams start spread evenly over one token interval, so the total is a steady rate rather
-    // than every stream's chunk falling due in the same millisecond.
+    let interval = Duration::from_secs_f64(1.0 / args.tokens_per_sec);
     let pace = Pace {
         streams: args.streams,
-        interval: Duration::from_secs_f64(1.0 / args.tokens_per_sec),
+        interval,
+        rounds: ((args.ramp.as_secs_f64() / interval.as_secs_f64()).floor() as usize).max(1),
+    };
+    let window = Window {
+        from: args.ramp + Duration::from_millis(200),
+        length: Duration::from_secs(args.seconds),
+    };
+    let mut dump = match &args.dump {
+        Some(path) => {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+            writeln!(file, "path,stream,index,sent_us,latency_us")?;
+            Some(file)
+        }
+        None => None,
     };
 
     // 2. Baseline: the same streams read straight from mock-llm.
     let direct = direct_streams(&mock_base, pace, words).await?;
+    let direct = summarize("direct", direct, window, dump.as_mut())?;
     report("mock-llm direct (SSE)", &direct);
 
-    // 3. Through Palaver's gateway.
+    // 3. Through Palaver's gateway, after one short chat that loads the tokenizer tables (a
+    // one-off of tens of milliseconds per process, not part of relaying).
+    warm_up(&base, &tokens[0]).await?;
     let via = gateway_streams(&base, &tokens, pace, words).await?;
+    let via = summarize("gateway", via, window, dump.as_mut())?;
     report("palaver gateway (Socket.IO)", &via);
+    if let Some(mut file) = dump {
+        file.flush()?;
+    }
     println!(
-        "added per-chunk latency: p50 {:.3} ms, p99 {:.3} ms",
-        (via.p50_us - direct.p50_us) / 1000.0,
-        (via.p99_us - direct.p99_us) / 1000.0
+        "added per-chunk latency, all {} streams open: p50 {:.3} ms, p99 {:.3} ms \
+         (whole run, ramps included: p50 {:.3} ms, p99 {:.3} ms)",
+        args.streams,
+        (via.steady.p50_us - direct.steady.p50_us) / 1000.0,
+        (via.steady.p99_us - direct.steady.p99_us) / 1000.0,
+        (via.whole.p50_us - direct.whole.p50_us) / 1000.0,
+        (via.whole.p99_us - direct.whole.p99_us) / 1000.0,
     );
     for task in idle {
         task.abort();
@@ -129,39 +165,67 @@ pub async fn run(
     Ok(())
 }
 
+/// When each stream starts: spread over `rounds` token intervals (the ramp), about
+/// `streams / rounds` in each, and each at its own phase within the interval (`i / streams` of
+/// it), so that the total is a steady rate rather than every stream's chunk falling due in the
+/// same millisecond.
 #[derive(Clone, Copy)]
 struct Pace {
     streams: usize,
     interval: Duration,
+    rounds: usize,
 }
 
 impl Pace {
-    /// Waits for every stream to be ready, then for stream `i`'s slot in the interval.
-    async fn start(&self, i: usize, ready: &tokio::sync::Barrier) {
+    /// Waits for every stream to be ready, then for stream `i`'s start; returns the moment
+    /// the streams were released (µs since the epoch).
+    async fn start(&self, i: usize, ready: &tokio::sync::Barrier) -> u64 {
         ready.wait().await;
-        tokio::time::sleep(self.interval.mul_f64(i as f64 / self.streams as f64)).await;
+        let released = now_us();
+        let offset = self.interval * (i % self.rounds) as u32
+            + self.interval.mul_f64(i as f64 / self.streams as f64);
+        tokio::time::sleep(offset).await;
+        released
     }
 }
 
+/// The part of the run measured: from `from` after the streams' release, for `length`.
+#[derive(Clone, Copy)]
+struct Window {
+    from: Duration,
+    length: Duration,
+}
+
+/// One stream's chunks: (time mock-llm wrote it, µs since the epoch; latency, µs).
+type Samples = Vec<(u64, u64)>;
+
+/// Every stream's chunks, and the moment the streams were released.
+struct Run {
+    released_us: u64,
+    streams: Vec<Samples>,
+}
+
 /// Runs `streams` tasks (each on the runtime, so the load generator uses every core) and
-/// gathers their latencies.
-async fn gather<F, Fut>(streams: usize, stream: F) -> anyhow::Result<Relay>
+/// gathers their chunks.
+async fn gather<F, Fut>(streams: usize, stream: F) -> anyhow::Result<Run>
 where
     F: Fn(usize, Arc<tokio::sync::Barrier>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(Instant, Vec<u64>)>> + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<(u64, Samples)>> + Send + 'static,
 {
     let ready = Arc::new(tokio::sync::Barrier::new(streams));
     let mut tasks: Vec<_> = (0..streams)
         .map(|i| tokio::spawn(stream(i, ready.clone())))
         .collect();
-    let mut all = Vec::new();
-    let mut first = None::<Instant>;
+    let mut run = Run {
+        released_us: u64::MAX,
+        streams: Vec::with_capacity(streams),
+    };
     for (i, task) in tasks.iter_mut().enumerate() {
         let outcome = match task.await {
             Ok(outcome) => outcome,
             Err(e) => Err(e.into()),
         };
-        let (started, latencies) = match outcome {
+        let (released, samples) = match outcome {
             Ok(done) => done,
             Err(e) => {
                 for rest in &tasks[i + 1..] {
@@ -170,55 +234,97 @@ where
                 return Err(e);
             }
         };
-        first = Some(first.map_or(started, |f| f.min(started)));
-        all.extend(latencies);
+        run.released_us = run.released_us.min(released);
+        run.streams.push(samples);
     }
-    let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
-    Ok(summarize(all, elapsed))
+    Ok(run)
 }
 
-struct Relay {
+struct Percentiles {
     chunks: usize,
-    rate: f64,
     p50_us: f64,
     p99_us: f64,
 }
 
-fn report(name: &str, r: &Relay) {
-    println!(
-        "{name}: {} chunks, {:.0} chunks/s, latency p50 {:.3} ms, p99 {:.3} ms",
-        r.chunks,
-        r.rate,
-        r.p50_us / 1000.0,
-        r.p99_us / 1000.0
-    );
-}
-
-fn summarize(mut latencies: Vec<u64>, elapsed: Duration) -> Relay {
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        if latencies.is_empty() {
-            return f64::NAN;
+impl Percentiles {
+    fn of(mut latencies: Vec<u64>) -> Percentiles {
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            if latencies.is_empty() {
+                return f64::NAN;
+            }
+            latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+                as f64
+        };
+        Percentiles {
+            chunks: latencies.len(),
+            p50_us: pct(0.5),
+            p99_us: pct(0.99),
         }
-        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
-            as f64
-    };
-    Relay {
-        chunks: latencies.len(),
-        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50_us: pct(0.5),
-        p99_us: pct(0.99),
     }
 }
 
-fn stamp_latency(word: &str) -> Option<u64> {
+struct Relay {
+    /// Chunks written in the window, when every stream is open.
+    steady: Percentiles,
+    /// Their rate: chunks per second in the window.
+    rate: f64,
+    /// Every chunk of the run, ramps included.
+    whole: Percentiles,
+}
+
+fn report(name: &str, r: &Relay) {
+    println!(
+        "{name}: {} chunks at {:.0} chunks/s with all streams open, latency p50 {:.3} ms, \
+         p99 {:.3} ms (whole run: {} chunks, p50 {:.3} ms, p99 {:.3} ms)",
+        r.steady.chunks,
+        r.rate,
+        r.steady.p50_us / 1000.0,
+        r.steady.p99_us / 1000.0,
+        r.whole.chunks,
+        r.whole.p50_us / 1000.0,
+        r.whole.p99_us / 1000.0,
+    );
+}
+
+fn summarize(
+    path: &str,
+    run: Run,
+    window: Window,
+    mut dump: Option<&mut impl Write>,
+) -> anyhow::Result<Relay> {
+    let from = run.released_us + window.from.as_micros() as u64;
+    let to = from + window.length.as_micros() as u64;
+    let mut steady = Vec::new();
+    let mut whole = Vec::new();
+    for (stream, samples) in run.streams.iter().enumerate() {
+        for (index, &(sent, latency)) in samples.iter().enumerate() {
+            if let Some(out) = dump.as_mut() {
+                writeln!(out, "{path},{stream},{index},{sent},{latency}")?;
+            }
+            whole.push(latency);
+            if (from..to).contains(&sent) {
+                steady.push(latency);
+            }
+        }
+    }
+    let rate = steady.len() as f64 / window.length.as_secs_f64();
+    Ok(Relay {
+        steady: Percentiles::of(steady),
+        rate,
+        whole: Percentiles::of(whole),
+    })
+}
+
+/// A stamped word's (write time, latency now).
+fn stamp_latency(word: &str) -> Option<(u64, u64)> {
     word.trim()
         .parse::<u64>()
         .ok()
-        .map(|sent| now_us().saturating_sub(sent))
+        .map(|sent| (sent, now_us().saturating_sub(sent)))
 }
 
-async fn direct_streams(mock_base: &str, pace: Pace, words: usize) -> anyhow::Result<Relay> {
+async fn direct_streams(mock_base: &str, pace: Pace, words: usize) -> anyhow::Result<Run> {
     let client = reqwest::Client::new();
     let url = format!("{mock_base}/v1/chat/completions");
     gather(pace.streams, |i, ready| {
@@ -227,8 +333,7 @@ async fn direct_streams(mock_base: &str, pace: Pace, words: usize) -> anyhow::Re
         async move {
             let body = json!({"model": "gpt-4o-mini", "stream": true, "max_tokens": 8000,
                 "messages": [{"role": "user", "content": format!("[[mock:stamp]] [[mock:words={words}]]")}]});
-            pace.start(i, &ready).await;
-            let started = Instant::now();
+            let released = pace.start(i, &ready).await;
             let response = client.post(url).bearer_auth("sk-bench").json(&body).send().await?;
             let mut stream = response.bytes_stream();
             let mut buffer = String::new();
@@ -246,10 +351,28 @@ async fn direct_streams(mock_base: &str, pace: Pace, words: usize) -> anyhow::Re
                     }
                 }
             }
-            anyhow::Ok((started, latencies))
+            anyhow::Ok((released, latencies))
         }
     })
     .await
+}
+
+/// One short chat: the first one of a process loads the tokenizer tables.
+async fn warm_up(base: &str, token: &str) -> anyhow::Result<()> {
+    let mut client = SioClient::connect(base, "/ai", &json!({"token": token})).await?;
+    client
+        .emit("chat:start", &json!({"message": "[[mock:words=3]]"}))
+        .await?;
+    while let Some(incoming) = client.next().await? {
+        if let Incoming::Event(name, payload) = incoming {
+            match name.as_str() {
+                "chat:end" => return Ok(()),
+                "chat:error" => anyhow::bail!("warm-up chat:error {payload}"),
+                _ => {}
+            }
+        }
+    }
+    anyhow::bail!("warm-up: the connection closed before chat:end")
 }
 
 async fn gateway_streams(
@@ -257,16 +380,15 @@ async fn gateway_streams(
     tokens: &[String],
     pace: Pace,
     words: usize,
-) -> anyhow::Result<Relay> {
+) -> anyhow::Result<Run> {
     gather(pace.streams, |i, ready| {
         let token = tokens[i % tokens.len()].clone();
         let base = base.to_owned();
         async move {
             // Every stream reaches the barrier, even one that could not connect.
             let connected = SioClient::connect(&base, "/ai", &json!({"token": token})).await;
-            pace.start(i, &ready).await;
+            let released = pace.start(i, &ready).await;
             let mut client = connected?;
-            let started = Instant::now();
             client
                 .emit("chat:start", &json!({"message": format!("[[mock:stamp]] [[mock:words={words}]]"), "maxTokens": 8000}))
                 .await?;
@@ -284,7 +406,7 @@ async fn gateway_streams(
                     _ => {}
                 }
             }
-            anyhow::Ok((started, latencies))
+            anyhow::Ok((released, latencies))
         }
     })
     .await
