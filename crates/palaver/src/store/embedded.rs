@@ -735,8 +735,11 @@ mod tests {
     #[tokio::test]
     async fn writes_before_a_transaction_wide_rollback_are_not_reported_stored() {
         let db = table_db().await;
-        // Keep the writer busy so that the next three writes form one batch.
-        let busy = keep_writer_busy(&db);
+        // Keep the writer busy so that the next three writes form one batch: the busy write is
+        // submitted, and the writer inside it, before they are (on a loaded machine the writer
+        // could otherwise take `first` on its own).
+        let busy = tokio::spawn(keep_writer_busy(&db));
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let first = db.write(|c| c.execute("INSERT INTO t (k) VALUES (1)", []));
         // Ends the whole transaction, as SQLite does itself on a full disk or an I/O error.
         let breaker = db.write(|c| c.execute_batch("ROLLBACK"));
