@@ -620,16 +620,21 @@ mod tests {
     }
 
     /// A write that holds the writer for 200 ms, so that the writes sent meanwhile form one
-    /// batch (one transaction).
-    fn keep_writer_busy(db: &Db) -> impl Future<Output = DbResult<()>> + use<> {
+    /// batch (one transaction). Returns once the writer is inside it: writes sent before
+    /// that could share its batch, or one of them be taken on its own.
+    async fn keep_writer_busy(db: &Db) -> tokio::task::JoinHandle<DbResult<()>> {
         let db = db.clone();
-        async move {
-            db.write(|_| {
+        let (inside, entered) = tokio::sync::oneshot::channel();
+        let busy = tokio::spawn(async move {
+            db.write(move |_| {
+                let _ = inside.send(());
                 std::thread::sleep(Duration::from_millis(200));
                 Ok(())
             })
             .await
-        }
+        });
+        let _ = entered.await;
+        busy
     }
 
     #[tokio::test]
@@ -693,7 +698,7 @@ mod tests {
     async fn a_write_failing_halfway_is_undone_alone_within_its_batch() {
         let db = table_db().await;
         // Keep the writer busy so that the writes below share one batch (one transaction).
-        let busy = keep_writer_busy(&db);
+        let busy = keep_writer_busy(&db).await;
         let before = db.write(|c| c.execute("INSERT INTO t (k) VALUES (1)", []));
         let halfway = db.write(|c| {
             c.execute("INSERT INTO t (k) VALUES (1000)", [])?;
@@ -701,7 +706,7 @@ mod tests {
         });
         let after = db.write(|c| c.execute("INSERT INTO t (k) VALUES (2)", []));
         let (busy, before, halfway, after) = tokio::join!(busy, before, halfway, after);
-        busy.unwrap();
+        busy.unwrap().unwrap();
         assert_eq!(before.unwrap(), 1);
         assert!(halfway.unwrap_err().is_unique_violation(), "its own error");
         assert_eq!(after.unwrap(), 1);
@@ -735,18 +740,14 @@ mod tests {
     #[tokio::test]
     async fn writes_before_a_transaction_wide_rollback_are_not_reported_stored() {
         let db = table_db().await;
-        // Keep the writer busy so that the next three writes form one batch: the busy write is
-        // submitted, and the writer inside it, before they are (on a loaded machine the writer
-        // could otherwise take `first` on its own).
-        let busy = tokio::spawn(keep_writer_busy(&db));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Keep the writer busy so that the next three writes form one batch.
+        let busy = keep_writer_busy(&db).await;
         let first = db.write(|c| c.execute("INSERT INTO t (k) VALUES (1)", []));
         // Ends the whole transaction, as SQLite does itself on a full disk or an I/O error.
         let breaker = db.write(|c| c.execute_batch("ROLLBACK"));
         let last = db.write(|c| c.execute("INSERT INTO t (k) VALUES (3)", []));
         let (busy, first, breaker, last) = tokio::join!(busy, first, breaker, last);
-        // `busy` may have shared the batch (then it was rolled back too) or not.
-        drop(busy);
+        busy.unwrap().unwrap();
         assert!(first.is_err(), "its transaction was rolled back: {first:?}");
         assert!(breaker.is_err());
         assert_eq!(last.unwrap(), 1);
