@@ -68,7 +68,7 @@ enum Command {
         /// Tokens per second of each stream (streams × rate = chunks/s in total).
         #[arg(long, default_value_t = 100.0)]
         tokens_per_sec: f64,
-        /// Seconds measured with every stream open (each stream lasts two ramps longer).
+        /// Seconds measured with every stream open (each stream lasts two ramps and 0.2 s longer).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// Seconds over which the streams open (and, at the end, close).

@@ -81,9 +81,6 @@ pub async fn run(
     .await?;
     let pid = palaver.pid().context("palaver pid")?;
     let base = format!("http://127.0.0.1:{port}");
-    // Open for `seconds` after the ramp, with a ramp's margin at each end.
-    let words = (args.tokens_per_sec * (args.seconds as f64 + 2.0 * args.ramp.as_secs_f64())).ceil()
-        as usize;
 
     // 1. Idle connections.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -125,6 +122,10 @@ pub async fn run(
         from: args.ramp + Duration::from_millis(200),
         length: Duration::from_secs(args.seconds),
     };
+    // The first stream to open is still open at the window's end, and a ramp after it (the
+    // streams close over a ramp, as they opened).
+    let words = (args.tokens_per_sec * (window.from + window.length + args.ramp).as_secs_f64())
+        .ceil() as usize;
     let mut dump = match &args.dump {
         Some(path) => {
             let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
