@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::AuthRefusal;
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -124,6 +126,62 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound("Not found".into()),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        ApiError::from(&err)
+    }
+}
+
+impl From<&ServiceError> for ApiError {
+    fn from(err: &ServiceError) -> Self {
+        match err {
+            ServiceError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            ServiceError::Invalid { field, message } => ApiError::validation(*field, message),
+            ServiceError::Busy => {
+                ApiError::Conflict("Conversation is already streaming a reply".into())
+            }
+            ServiceError::RateLimited { retry_after_secs } => ApiError::RateLimited {
+                retry_after_secs: *retry_after_secs,
+            },
+            ServiceError::QuotaExceeded { retry_after_secs } => ApiError::QuotaExceeded {
+                retry_after_secs: Some(*retry_after_secs),
+            },
+            ServiceError::Queue(detail) => {
+                tracing::error!(detail = %detail, "job queue unavailable");
+                ApiError::Unavailable("The job queue is unavailable".into())
+            }
+            ServiceError::Limits(detail)
+            | ServiceError::Corrupt(detail)
+            | ServiceError::Internal(detail) => ApiError::Internal(detail.clone()),
+            ServiceError::Cancelled => ApiError::internal(err),
+            ServiceError::Provider(e) if e.is_timeout() => {
+                ApiError::UpstreamTimeout(format!("{e}: {}", e.detail()))
+            }
+            ServiceError::Provider(e) => ApiError::Upstream(format!("{e}: {}", e.detail())),
+            ServiceError::Store(StoreError::NotFound) => ApiError::NotFound("Not found".into()),
+            ServiceError::Store(other) => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<AuthRefusal> for ApiError {
+    fn from(refusal: AuthRefusal) -> Self {
+        match refusal {
+            AuthRefusal::Throttled { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
+            AuthRefusal::Unauthorized(message) => ApiError::Unauthorized(message),
+            AuthRefusal::Unavailable(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for AuthRefusal {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }
 

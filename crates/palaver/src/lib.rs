@@ -11,13 +11,14 @@ pub mod gateway;
 pub mod jobs;
 pub mod limits;
 pub mod pricing;
+pub mod protocol;
 pub mod providers;
+pub mod queue;
 pub mod server;
 pub mod service;
 pub mod state;
 pub mod store;
 pub mod telemetry;
-pub mod tokens;
 
 pub use config::Config;
 pub use server::{Application, StartupError};

@@ -82,7 +82,7 @@ async fn run(command: Command, mut config: Config, started: Instant) -> anyhow::
                 startup_ms = started.elapsed().as_millis() as u64,
                 "palaver worker running"
             );
-            palaver::jobs::run_standalone(state, server::shutdown_signal()).await?;
+            server::run_workers(state, server::shutdown_signal()).await?;
             tracing::info!("palaver worker stopped");
         }
         Command::Token { sub, ttl } => {

@@ -9,16 +9,21 @@ use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
-use crate::auth::{AuthConfigError, JwtVerifier, KnownUsers};
-use crate::config::{Config, ConfigError, DatabaseConfig};
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthConfigError, Authenticator, JwtVerifier};
+use crate::config::{Config, ConfigError};
+use crate::gateway::{self, Broadcaster, GatewayError};
 use crate::limits::{LimitError, LocalGcra, QuotaError, Quotas, Rate, RateLimiter, RedisGcra};
 use crate::pricing::{PriceError, PriceTable};
 use crate::providers::{ProviderError, Providers};
+use crate::queue::{JobQueue, QueueError};
 use crate::service::{
-    ActiveStreams, ChatDefaults, ChatService, ConversationService, EmbeddingService, UsageService,
+    ActiveStreams, Admission, ChatDefaults, ChatParts, ChatService, ConversationService,
+    EmbeddingService, JobService, Notifier, ServiceError, UsageService,
 };
 use crate::state::AppState;
-use crate::store::{PgStore, SqliteStore, Store, StoreError};
+use crate::store::{self, Backend, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -35,26 +40,20 @@ pub enum StartupError {
     #[error(transparent)]
     Quota(#[from] QuotaError),
     #[error(transparent)]
-    Gateway(#[from] crate::gateway::GatewayError),
+    Gateway(#[from] GatewayError),
     #[error("providers: {0}")]
     Providers(#[from] ProviderError),
-    /// [jobs]
     #[error("jobs: {0}")]
-    Jobs(#[from] crate::jobs::JobsError),
+    Queue(#[from] QueueError),
+    #[error("jobs: {0}")]
+    Jobs(#[from] ServiceError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Connects the configured store (SQLite file or PostgreSQL) and applies migrations.
-pub async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
-    let store: Arc<dyn Store> = match &config.database {
-        DatabaseConfig::Sqlite { url } => Arc::new(SqliteStore::connect(url).await?),
-        DatabaseConfig::Postgres { url } => {
-            Arc::new(PgStore::connect_with(url, config.database_pool_size).await?)
-        }
-    };
-    store.migrate().await?;
-    Ok(store)
+/// Connects the configured database (SQLite file or PostgreSQL) and applies migrations.
+pub async fn connect_store(config: &Config) -> Result<Backend, StartupError> {
+    Ok(store::connect(&config.database, config.database_pool_size).await?)
 }
 
 /// The JWT secret of the embedded mode: generated once, kept in the data directory.
@@ -117,81 +116,79 @@ pub fn resolve_jwt(config: &mut Config) -> Result<(), StartupError> {
 /// Builds the shared state: store (migrated), JWT verifier, providers, services.
 pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
     resolve_jwt(&mut config)?;
-    let store = connect_store(&config).await?;
+    let backend = connect_store(&config).await?;
+    let store = backend.store.clone();
     let verifier = JwtVerifier::from_config(&config.jwt).await?;
     let providers = Arc::new(Providers::from_config(&config)?);
     let prices = Arc::new(PriceTable::load(config.prices_file.as_deref())?);
-    let redis_url = config
-        .redis_url
-        .as_ref()
-        .map(|u| u.expose_secret().to_owned());
-    let limiter = Arc::new(
-        rate_limiter(
-            redis_url.as_deref(),
-            Rate::per_minute(config.rate_limit_per_minute),
-            "palaver:rl:user:",
-        )
-        .await?,
-    );
-    let auth_failures = Arc::new(
-        rate_limiter(
-            redis_url.as_deref(),
-            Rate::per_minute(config.auth_failures_per_minute),
-            "palaver:rl:ip:",
-        )
-        .await?,
-    );
-    let quotas = Arc::new(
-        Quotas::new(
-            config.quota_tokens_per_day,
-            store.clone(),
-            redis_url.as_deref(),
-        )
-        .await?,
-    );
+    let (limiter, auth_failures, quotas) = limits(&config, &store).await?;
     announce_providers(&providers);
     for warning in config.key_warnings() {
         tracing::warn!("{warning}");
     }
     let _ = crate::telemetry::metrics_handle();
+    let admission = Admission::new(limiter, quotas, Arc::new(ActiveStreams::default()));
+    let tasks = TaskTracker::new();
     // The tokenizer tables (tens of MB each) load on first use, not here: an idle
     // instance stays small, and the first chat of a process pays for its model's encoding.
-    let defaults = ChatDefaults {
-        model: config.openai.model.clone(),
-        max_tokens: config.openai.max_tokens,
-        temperature: config.openai.temperature,
-    };
-    // [jobs] the job queue and the parts of the chat pipeline its workers build on.
-    let jobs_chat = crate::jobs::ChatParts {
+    let chat = ChatService::new(ChatParts {
         store: store.clone(),
         providers: providers.clone(),
         prices: prices.clone(),
-        defaults: defaults.clone(),
-    };
-    let jobs = crate::jobs::Jobs::connect(&config, jobs_chat).await?;
+        admission: admission.clone(),
+        defaults: ChatDefaults {
+            model: config.openai.model.clone(),
+            max_tokens: config.openai.max_tokens,
+            temperature: config.openai.temperature,
+        },
+        tasks: tasks.clone(),
+        on_disconnect: config.stream_on_disconnect,
+    });
+    let queue = JobQueue::connect(&config).await?;
+    let jobs = JobService::new(backend.jobs, queue, store.clone()).await?;
     Ok(AppState {
-        jobs,
+        auth: Arc::new(Authenticator::new(verifier, auth_failures, store.clone())),
         conversations: ConversationService::new(store.clone()),
-        chat: ChatService::new(
-            store.clone(),
-            providers.clone(),
-            prices.clone(),
-            quotas.clone(),
-            defaults,
-        ),
-        embeddings: EmbeddingService::new(store.clone(), providers, prices, quotas.clone()),
-        usage: UsageService::new(store.clone()),
+        embeddings: EmbeddingService::new(store.clone(), providers, prices, admission.clone()),
+        usage: UsageService::new(store.clone(), admission.clone()),
+        admission,
+        chat,
+        jobs,
+        notifier: Notifier::default(),
+        tasks,
         config: Arc::new(config),
         store,
-        verifier,
-        known_users: Arc::new(KnownUsers::default()),
-        streams: Arc::new(ActiveStreams::default()),
-        tasks: tokio_util::task::TaskTracker::new(),
-        broadcaster: Default::default(),
-        limiter,
-        auth_failures,
-        quotas,
     })
+}
+
+/// The per-user rate limiter, the per-IP limiter of failed authentications, and the quotas:
+/// shared through Redis when it is configured.
+async fn limits(
+    config: &Config,
+    store: &Arc<dyn store::Store>,
+) -> Result<(Arc<RateLimiter>, Arc<RateLimiter>, Arc<Quotas>), StartupError> {
+    let redis_url = config
+        .redis_url
+        .as_ref()
+        .map(|u| u.expose_secret().to_owned());
+    let redis_url = redis_url.as_deref();
+    let per_minute = |n| Rate::per_minute(n);
+    let limiter = rate_limiter(
+        redis_url,
+        per_minute(config.rate_limit_per_minute),
+        "palaver:rl:user:",
+    );
+    let failures = rate_limiter(
+        redis_url,
+        per_minute(config.auth_failures_per_minute),
+        "palaver:rl:ip:",
+    );
+    let quotas = Quotas::new(config.quota_tokens_per_day, store.clone(), redis_url);
+    Ok((
+        Arc::new(limiter.await?),
+        Arc::new(failures.await?),
+        Arc::new(quotas.await?),
+    ))
 }
 
 async fn rate_limiter(
@@ -233,6 +230,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    gateway: Broadcaster,
 }
 
 impl Application {
@@ -247,11 +245,14 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Application, StartupError> {
         let state = build_state(config).await?;
-        let (router, _) = crate::api::router_with_gateway(state.clone()).await?;
+        let (routes, gateway) = gateway::attach(crate::api::routes(state.clone()), &state).await?;
+        state.notifier.attach(Arc::new(gateway.clone()));
+        let router = crate::api::with_middleware(routes, &state.config);
         Ok(Application {
             listener,
             router,
             state,
+            gateway,
         })
     }
 
@@ -276,19 +277,17 @@ impl Application {
     {
         let grace = self.state.config.shutdown_grace;
         let stopping = Arc::new(tokio::sync::Notify::new());
-        // [jobs] Workers run beside the server and stop taking jobs as soon as shutdown begins.
+        // Workers run beside the server and stop taking jobs as soon as shutdown begins.
         let workers = crate::jobs::start_workers(&self.state);
         let signal = {
-            let (stopping, broadcaster) = (stopping.clone(), self.state.broadcaster.clone());
+            let (stopping, gateway) = (stopping.clone(), self.gateway.clone());
             let workers_stopping = workers.stopping();
             async move {
                 shutdown.await;
                 workers_stopping.cancel();
                 stopping.notify_one();
                 // Long-lived WebSocket connections would otherwise hold the server open.
-                if let Some(broadcaster) = broadcaster.get() {
-                    broadcaster.close().await;
-                }
+                gateway.close().await;
             }
         };
         let service = self
@@ -311,7 +310,7 @@ impl Application {
                 tracing::warn!("shutdown: connections still open after the grace period; closing them");
             }
         }
-        // [jobs] Active jobs finish (or are handed over) within the grace period.
+        // Active jobs finish (or are handed over) within the grace period.
         workers.shutdown(grace).await;
         // Streams whose clients left are still being generated and stored: let them finish.
         let tasks = &self.state.tasks;
@@ -324,6 +323,21 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// `palaver worker`: job workers only, until `shutdown`, then a bounded drain. Job events
+/// reach users through the gateway's adapter (with Redis, on whichever instance they are
+/// connected).
+pub async fn run_workers<F>(state: AppState, shutdown: F) -> Result<(), GatewayError>
+where
+    F: Future<Output = ()>,
+{
+    let (_, gateway) = gateway::attach(Router::new(), &state).await?;
+    state.notifier.attach(Arc::new(gateway));
+    let workers = crate::jobs::start_workers(&state);
+    shutdown.await;
+    workers.shutdown(state.config.shutdown_grace).await;
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,15 +1,15 @@
-//! Shared application state: cheap to clone, one per process (or per nested router).
+//! What the transports share: cheap to clone, one per process (or per nested router). Built
+//! by `server::build_state`; it names services and their parts, never a transport.
 
 use std::sync::Arc;
 
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{JwtVerifier, KnownUsers};
+use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::gateway::BroadcasterSlot;
-use crate::limits::{Quotas, RateLimiter};
 use crate::service::{
-    ActiveStreams, ChatService, ConversationService, EmbeddingService, UsageService,
+    Admission, ChatService, ConversationService, EmbeddingService, JobService, Notifier,
+    UsageService,
 };
 use crate::store::Store;
 
@@ -17,23 +17,17 @@ use crate::store::Store;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
-    pub verifier: Arc<JwtVerifier>,
-    pub known_users: Arc<KnownUsers>,
+    /// Who is calling (REST middleware and Socket.IO handshake alike).
+    pub auth: Arc<Authenticator>,
+    /// Rate limit, quota and the busy rule.
+    pub admission: Admission,
     pub conversations: ConversationService,
     pub chat: ChatService,
     pub embeddings: EmbeddingService,
     pub usage: UsageService,
-    /// Streams running in this process (busy conversations, `chat:stop`).
-    pub streams: Arc<ActiveStreams>,
-    /// Work that outlives a request (streams whose client left); shutdown waits for it.
+    pub jobs: JobService,
+    /// Events for users' connections (the gateway's emitter, once attached).
+    pub notifier: Notifier,
+    /// Work that outlives a request (exchanges whose client left); shutdown waits for it.
     pub tasks: TaskTracker,
-    /// Emits to users' Socket.IO rooms (set once the gateway is attached).
-    pub broadcaster: BroadcasterSlot,
-    /// Per-user limit on the AI endpoints that cost money.
-    pub limiter: Arc<RateLimiter>,
-    /// Per-IP limit on failed authentications.
-    pub auth_failures: Arc<RateLimiter>,
-    pub quotas: Arc<Quotas>,
-    /// Background jobs: enqueue and read (`crate::jobs`). [jobs]
-    pub jobs: crate::jobs::Jobs,
 }

@@ -16,6 +16,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// The request id header: set when absent, echoed in the response and named in every log line.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// Installs the global tracing subscriber (for the binary; a host app installs its own).
 /// `RUST_LOG` filters; the default is `info`.
 pub fn init_tracing(format: LogFormat) {
@@ -63,7 +66,7 @@ pub fn http_trace_layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>
 fn request_span(request: &http::Request<Body>) -> Span {
     let request_id = request
         .headers()
-        .get(crate::api::REQUEST_ID)
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)

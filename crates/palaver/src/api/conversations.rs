@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::dto::{
-    ConversationPage, ConversationWithMessages, CreateConversationRequest, ListQuery,
-};
 use super::extract::{ApiJson, ApiQuery, IdPath};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::protocol::dto::{
+    ConversationPage, ConversationWithMessages, CreateConversationRequest, ListQuery,
+};
 use crate::service::NewConversationInput;
 use crate::state::AppState;
 
@@ -25,14 +25,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/ai/conversations", tag = "conversations",
     request_body = CreateConversationRequest,
     responses(
-        (status = 201, body = super::dto::Conversation),
+        (status = 201, body = crate::protocol::dto::Conversation),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     ))]
 async fn create_conversation(
     State(state): State<AppState>,
     user: AuthUser,
     ApiJson(body): ApiJson<CreateConversationRequest>,
-) -> Result<(StatusCode, Json<super::dto::Conversation>), ApiError> {
+) -> Result<(StatusCode, Json<crate::protocol::dto::Conversation>), ApiError> {
     let input = NewConversationInput {
         title: body.title,
         system_prompt: body.system_prompt,

@@ -1,17 +1,18 @@
 //! The HTTP surface: routes, the OpenAPI document and the middleware stack.
 
+mod auth;
 pub mod chat;
 mod conversations;
 mod docs;
-pub mod dto;
 mod embeddings;
-pub mod events;
 pub mod extract;
 mod health;
+mod jobs;
+mod rate;
 mod usage;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,13 +20,11 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::require_auth;
+use self::auth::require_auth;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::gateway::{self, Broadcaster, GatewayError};
 use crate::state::AppState;
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use crate::telemetry::REQUEST_ID;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,7 +61,7 @@ fn metered() -> OpenApiRouter<AppState> {
         "/api/v1",
         chat::router()
             .merge(embeddings::router())
-            .merge(crate::jobs::api::metered_router()),
+            .merge(jobs::metered_router()),
     )
 }
 
@@ -72,7 +71,7 @@ fn protected() -> OpenApiRouter<AppState> {
         "/api/v1",
         conversations::router()
             .merge(usage::router())
-            .merge(crate::jobs::api::router()),
+            .merge(jobs::router()),
     )
 }
 
@@ -96,17 +95,10 @@ pub fn router(state: AppState) -> Router {
     with_middleware(routes(state), &config)
 }
 
-/// HTTP and the Socket.IO gateway on the same port; the broadcaster emits to users' rooms.
-pub async fn router_with_gateway(state: AppState) -> Result<(Router, Broadcaster), GatewayError> {
-    let config = state.config.clone();
-    let (routes, broadcaster) = gateway::attach(routes(state.clone()), &state).await?;
-    let _ = state.broadcaster.set(broadcaster.clone());
-    Ok((with_middleware(routes, &config), broadcaster))
-}
-
-fn routes(state: AppState) -> Router {
+/// The routes, without the middleware stack ([`with_middleware`] adds it).
+pub fn routes(state: AppState) -> Router {
     let (metered, _) = metered().split_for_parts();
-    let metered = metered.route_layer(from_fn_with_state(state.clone(), crate::limits::rate_limit));
+    let metered = metered.route_layer(from_fn_with_state(state.clone(), rate::rate_limit));
     let (protected, _) = protected().split_for_parts();
     let protected = protected
         .merge(metered)
@@ -121,7 +113,8 @@ fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn with_middleware(router: Router, config: &Config) -> Router {
+/// Error envelope, body limit, metrics, tracing, request ids and CORS.
+pub fn with_middleware(router: Router, config: &Config) -> Router {
     let body_limit = config.body_limit_bytes;
     router
         .layer(from_fn(crate::error::error_envelope))

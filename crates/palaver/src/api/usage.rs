@@ -7,9 +7,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::dto::rfc3339;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::protocol::dto::rfc3339;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -42,8 +42,9 @@ pub struct UsageStats {
     pub total_tokens: i64,
     pub conversations_count: i64,
     pub messages_count: i64,
-    /// Time of the latest message or usage; null before any.
-    pub last_used: Option<String>,
+    /// Time of the latest message or usage; the time of the request before any (never null:
+    /// the old module typed it as a date).
+    pub last_used: String,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub requests: i64,
@@ -59,12 +60,16 @@ async fn usage(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<UsageStats>, ApiError> {
-    let t = state.usage.totals(&user.id).await?;
+    let report = state
+        .usage
+        .report(&user.id, state.config.rate_limit_per_minute)
+        .await?;
+    let t = report.totals;
     Ok(Json(UsageStats {
         total_tokens: t.total_tokens,
         conversations_count: t.conversations_count,
         messages_count: t.messages_count,
-        last_used: t.last_used.as_ref().map(rfc3339),
+        last_used: rfc3339(&report.last_used),
         prompt_tokens: t.prompt_tokens,
         completion_tokens: t.completion_tokens,
         requests: t.requests,
@@ -81,13 +86,9 @@ async fn usage(
             })
             .collect(),
         limits: Limits {
-            rate_limit_per_minute: state.config.rate_limit_per_minute,
-            token_quota: state.quotas.limit(),
-            tokens_remaining: state
-                .quotas
-                .remaining(&user.id)
-                .await
-                .map_err(ApiError::internal)?,
+            rate_limit_per_minute: report.rate_limit_per_minute,
+            token_quota: report.token_quota,
+            tokens_remaining: report.tokens_remaining,
         },
     }))
 }

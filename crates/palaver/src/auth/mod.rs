@@ -1,8 +1,8 @@
 //! Identity: JWT verification (HS256, RS256/ES256 from a PEM key, or a JWKS) and the
-//! middleware that puts the caller's [`AuthUser`] on every request under `/api/v1`.
+//! [`Authenticator`] every transport asks who is calling.
 
+mod identity;
 mod jwks;
-mod middleware;
 mod token;
 
 use std::sync::Arc;
@@ -13,9 +13,7 @@ use serde::Deserialize;
 
 use crate::config::JwtConfig;
 
-pub use middleware::{
-    AuthUser, KnownUsers, auth_failed, bearer, client_ip, client_ip_of, require_auth,
-};
+pub use identity::{AuthRefusal, AuthUser, Authenticator, KnownUsers, bearer, client_ip_of};
 pub use token::{mint_hs256, parse_ttl};
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
@@ -9,19 +10,35 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::user_room;
-use crate::api::chat::ChatRequest;
-use crate::api::events;
-use crate::api::extract::from_value;
-use crate::auth::{AuthUser, auth_failed, bearer, client_ip_of};
-use crate::config::DisconnectPolicy;
+use crate::auth::{AuthRefusal, AuthUser, bearer, client_ip_of};
 use crate::error::ApiError;
-use crate::service::{ChatEvent, ChatMode, ChatSink, ServiceError};
+use crate::protocol::events::{self, Wire};
+use crate::protocol::{ChatRequest, from_value};
+use crate::service::{ChatEvent, ChatSink, ExchangeOptions};
 use crate::state::AppState;
 
-/// Why a handshake was refused: the message reaches the client as `connect_error`.
+/// Why a handshake was refused, as the client's `connect_error` gets it: `err.message` is
+/// `"unauthorized"` for any token problem (what the old module's clients test for before
+/// refreshing their token), and `err.data` says why: `{code, reason}`.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Refused(String);
+
+impl From<AuthRefusal> for Refused {
+    fn from(refusal: AuthRefusal) -> Self {
+        let error = ApiError::from(refusal.clone());
+        let message = match refusal {
+            AuthRefusal::Unauthorized(_) => "unauthorized",
+            AuthRefusal::Throttled { .. } => "rate_limited",
+            AuthRefusal::Unavailable(_) => "unavailable",
+        };
+        let body = json!({
+            "message": message,
+            "data": {"code": error.code(), "reason": error.public_message()},
+        });
+        Refused(body.to_string())
+    }
+}
 
 /// Handshake middleware: `auth.token` must be a valid JWT.
 pub async fn authenticate<A: Adapter>(
@@ -35,63 +52,22 @@ pub async fn authenticate<A: Adapter>(
         &parts.extensions,
         state.config.trust_forwarded_for,
     );
-    if let Ok(blocked) = state.auth_failures.peek(&ip).await
-        && !blocked.allowed
-    {
-        return Err(Refused(format!(
-            "Too many failed attempts: retry in {} s",
-            blocked.retry_after_secs()
-        )));
-    }
     let raw = auth
         .ok()
         .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
-    let verified = match raw.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        None => Err("missing token (connect with auth: { token })".to_owned()),
-        Some(raw) => state
-            .verifier
-            .verify(bearer(Some(raw)).unwrap_or(raw))
-            .await
-            .map_err(|e| e.to_string()),
-    };
-    let claims = match verified {
-        Ok(claims) => claims,
-        Err(message) => {
-            return Err(match auth_failed(&state, &ip, message).await {
-                ApiError::RateLimited { retry_after_secs } => Refused(format!(
-                    "Too many failed attempts: retry in {retry_after_secs} s"
-                )),
-                other => Refused(format!("Unauthorized: {}", other.public_message())),
-            });
-        }
-    };
-    state
-        .known_users
-        .ensure(state.store.as_ref(), &claims.sub)
-        .await
-        .map_err(|_| Refused("Service unavailable: try again".into()))?;
-    socket.extensions.insert(AuthUser { id: claims.sub });
-    socket.extensions.insert(SocketStreams::default());
+    // `auth: { token }` may carry the header form, `Bearer <jwt>`, too.
+    let token = raw.as_deref().map(|raw| bearer(Some(raw)).unwrap_or(raw));
+    let user = state.auth.authenticate(token, &ip).await?;
+    socket.extensions.insert(user);
+    socket.extensions.insert(Connection::default());
     Ok(())
 }
 
-/// Streams started by one connection, cancelled on disconnect when `STREAM_ON_DISCONNECT=stop`.
+/// Cancelled when the connection goes away, which stops its streams under
+/// `STREAM_ON_DISCONNECT=stop`.
 #[derive(Clone, Default)]
-pub struct SocketStreams(Arc<Mutex<Vec<CancellationToken>>>);
-
-impl SocketStreams {
-    fn add(&self, token: CancellationToken) {
-        if let Ok(mut list) = self.0.lock() {
-            list.retain(|t| !t.is_cancelled());
-            list.push(token);
-        }
-    }
-
-    fn cancel_all(&self) {
-        if let Ok(list) = self.0.lock() {
-            list.iter().for_each(CancellationToken::cancel);
-        }
-    }
+pub struct Connection {
+    gone: CancellationToken,
 }
 
 pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, Extension(user): Extension<AuthUser>) {
@@ -99,17 +75,14 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, Extension(user): Exten
     tracing::debug!(sid = %socket.id, user = %user.id, "socket connected");
     socket.on("chat:start", chat_start::<A>);
     socket.on("chat:stop", chat_stop);
-    socket.on_disconnect(on_disconnect);
-}
-
-async fn on_disconnect(State(state): State<AppState>, Extension(mine): Extension<SocketStreams>) {
-    if state.config.stream_on_disconnect == DisconnectPolicy::Stop {
-        mine.cancel_all();
-    }
+    socket.on_disconnect(|Extension(connection): Extension<Connection>| async move {
+        connection.gone.cancel();
+    });
 }
 
 struct SocketSink<A: Adapter> {
     socket: SocketRef<A>,
+    gone: CancellationToken,
     /// The `chat:start` acknowledgement, answered once the user message is stored (so the
     /// conversation it names exists), or with the error of an exchange that failed before.
     ack: Mutex<Option<AckSender<A>>>,
@@ -126,20 +99,32 @@ impl<A: Adapter> SocketSink<A> {
 impl<A: Adapter> ChatSink for SocketSink<A> {
     fn emit(&self, event: ChatEvent<'_>) {
         match &event {
-            ChatEvent::ConversationCreated(c) => self.answer(&json!({"conversationId": c.id})),
             ChatEvent::UserMessage(m) => {
                 self.answer(&json!({"conversationId": m.conversation_id}));
             }
-            ChatEvent::Chunk { .. } => {}
+            // Failed before the user message was stored: the ack carries the error.
+            ChatEvent::Failed(failure) => {
+                let error = ApiError::from(&failure.error);
+                self.answer(&ack_error(&error));
+            }
+            _ => {}
         }
         let result = match events::wire(event) {
-            events::Wire::Chunk(chunk) => self.socket.emit(events::MESSAGE, &chunk),
-            events::Wire::Other(name, payload) => self.socket.emit(name, &payload),
+            Wire::Chunk(chunk) => self.socket.emit(events::MESSAGE, &chunk),
+            Wire::Other(name, payload) => self.socket.emit(name, &payload),
         };
         if let Err(err) = result {
             tracing::debug!(error = %err, "socket emit failed (client gone?)");
         }
     }
+
+    fn closed(&self) -> BoxFuture<'static, ()> {
+        Box::pin(self.gone.clone().cancelled_owned())
+    }
+}
+
+fn ack_error(error: &ApiError) -> Value {
+    json!({"error": {"code": error.code(), "message": error.public_message()}})
 }
 
 fn refuse<A: Adapter>(
@@ -148,7 +133,7 @@ fn refuse<A: Adapter>(
     error: ApiError,
     conversation_id: Option<Uuid>,
 ) {
-    let _ = ack.send(&json!({"error": {"code": error.code(), "message": error.public_message()}}));
+    let _ = ack.send(&ack_error(&error));
     let (name, payload) = events::error_payload(error, conversation_id);
     let _ = socket.emit(name, &payload);
 }
@@ -159,67 +144,34 @@ async fn chat_start<A: Adapter>(
     ack: AckSender<A>,
     State(state): State<AppState>,
     Extension(user): Extension<AuthUser>,
-    Extension(mine): Extension<SocketStreams>,
+    Extension(connection): Extension<Connection>,
 ) {
-    match state.limiter.check(&user.id).await {
-        Ok(decision) if !decision.allowed => {
-            let error = ApiError::RateLimited {
-                retry_after_secs: decision.retry_after_secs(),
-            };
-            return refuse(&socket, ack, error, None);
-        }
-        Ok(_) => {}
-        Err(err) => return refuse(&socket, ack, ApiError::internal(err), None),
+    if let Err(refused) = state.admission.rate(&user.id).await {
+        return refuse(&socket, ack, refused.into(), None);
     }
     let parsed = data
         .map_err(|e| ApiError::validation("body", format!("payload must be a JSON object: {e}")))
         .and_then(from_value::<ChatRequest>);
-    let request = match parsed {
-        Ok(r) => r,
+    let input = match parsed {
+        Ok(request) => request.into_input(),
         Err(error) => return refuse(&socket, ack, error, None),
     };
-    let input = request.into_input();
-    let prepared = match state.chat.prepare(&user.id, &input).await {
-        Ok(prepared) => prepared,
-        Err(failure) => return refuse(&socket, ack, failure.error.into(), failure.conversation_id),
-    };
-    let conversation_id = prepared.conversation.id;
-    let Some(claim) = state.streams.claim(conversation_id, &user.id) else {
-        return refuse(
-            &socket,
-            ack,
-            ServiceError::Busy.into(),
-            Some(conversation_id),
-        );
-    };
-    mine.add(claim.cancel.clone());
-    let chat = state.chat.clone();
-    state.tasks.spawn(async move {
-        let sink = SocketSink {
-            socket: socket.clone(),
-            ack: Mutex::new(Some(ack)),
-        };
-        let mode = ChatMode::Stream {
-            sink: &sink,
-            cancel: claim.cancel.clone(),
-        };
-        let result = chat.run(&user.id, prepared, input, mode).await;
-        let (name, payload) = match result {
-            Ok(outcome) => events::finished(&outcome),
-            Err(failure) => {
-                let (name, payload) = events::failed(failure);
-                // Failed before the user message was stored: the ack carries the error.
-                sink.answer(
-                    &json!({"error": {"code": payload["code"], "message": payload["message"]}}),
-                );
-                (name, payload)
-            }
-        };
-        let _ = socket.emit(name, &payload);
-        // Finished: marking the token done lets the connection's list forget it.
-        claim.cancel.cancel();
-        drop(claim);
+    let sink = Arc::new(SocketSink {
+        socket: socket.clone(),
+        gone: connection.gone.clone(),
+        ack: Mutex::new(Some(ack)),
     });
+    let started = state
+        .chat
+        .start_stream(&user.id, input, sink.clone(), ExchangeOptions::default())
+        .await;
+    // Refused before anything started: the ack and `chat:error` say why.
+    if let Err(failure) = started {
+        let error = ApiError::from(&failure.error);
+        sink.answer(&ack_error(&error));
+        let (name, payload) = events::error_payload(error, failure.conversation_id);
+        let _ = socket.emit(name, &payload);
+    }
 }
 
 async fn chat_stop(
@@ -239,6 +191,6 @@ async fn chat_stop(
             }
         },
     };
-    let stopped = state.streams.stop(&user.id, conversation_id);
+    let stopped = state.admission.streams().stop(&user.id, conversation_id);
     tracing::debug!(user = %user.id, stopped, "chat:stop");
 }

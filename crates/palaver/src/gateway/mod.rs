@@ -4,14 +4,15 @@
 
 mod handlers;
 
-use std::sync::{Arc, OnceLock};
-
 use axum::Router;
+use futures::future::BoxFuture;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide_redis::{RedisAdapter, RedisAdapterCtr};
 
+use crate::service::{Emitter, Notifier};
 use crate::state::AppState;
 
 pub const NAMESPACE: &str = "/ai";
@@ -47,6 +48,17 @@ impl Broadcaster {
     }
 }
 
+impl Emitter for Broadcaster {
+    fn to_user<'a>(
+        &'a self,
+        user_id: &'a str,
+        event: &'static str,
+        payload: &'a RawValue,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(Broadcaster::to_user(self, user_id, event, payload))
+    }
+}
+
 impl Broadcaster {
     /// Disconnects every socket of this instance (at shutdown).
     pub async fn close(&self) {
@@ -73,20 +85,17 @@ async fn emit_room<A: Adapter, T: Serialize + ?Sized>(
     }
 }
 
-/// A late-bound handle: the gateway is built after the state it serves.
-pub type BroadcasterSlot = Arc<OnceLock<Broadcaster>>;
-
 /// Adds the Socket.IO layer to the router and returns the broadcaster.
 pub async fn attach(
     router: Router,
     state: &AppState,
 ) -> Result<(Router, Broadcaster), GatewayError> {
-    // The handlers' state has a broadcaster slot of its own, left empty: sharing the caller's,
+    // The handlers' state has a notifier of its own, with no emitter: sharing the caller's,
     // which is about to hold this `SocketIo`, would make a reference cycle (the state holds
     // the gateway, whose config holds the state), and nothing of that process (its database
     // pool, say) would ever be freed. Handlers emit on their own sockets.
     let handlers_state = AppState {
-        broadcaster: BroadcasterSlot::default(),
+        notifier: Notifier::default(),
         ..state.clone()
     };
     let builder = SocketIo::builder()

@@ -13,14 +13,14 @@ pub const CONTEXT_BUILT: i32 = 10;
 const TOKENS_DONE: i32 = 95;
 
 /// Counts streamed chunks against `maxTokens`: progress from 10 (context built) to 95.
-pub struct ProgressSink<'a> {
-    progress: &'a watch::Sender<i32>,
+pub struct ProgressSink {
+    progress: watch::Sender<i32>,
     chunks: AtomicU32,
     max_tokens: u32,
 }
 
-impl<'a> ProgressSink<'a> {
-    pub fn new(progress: &'a watch::Sender<i32>, max_tokens: u32) -> Self {
+impl ProgressSink {
+    pub fn new(progress: watch::Sender<i32>, max_tokens: u32) -> Self {
         ProgressSink {
             progress,
             chunks: AtomicU32::new(0),
@@ -39,7 +39,7 @@ impl<'a> ProgressSink<'a> {
     }
 }
 
-impl ChatSink for ProgressSink<'_> {
+impl ChatSink for ProgressSink {
     fn emit(&self, event: ChatEvent<'_>) {
         match event {
             ChatEvent::UserMessage(_) => self.raise(CONTEXT_BUILT),
@@ -49,7 +49,7 @@ impl ChatSink for ProgressSink<'_> {
                     u64::from(chunks.min(self.max_tokens)) * (TOKENS_DONE - CONTEXT_BUILT) as u64;
                 self.raise(CONTEXT_BUILT + (share / u64::from(self.max_tokens)) as i32);
             }
-            ChatEvent::ConversationCreated(_) => {}
+            ChatEvent::ConversationCreated(_) | ChatEvent::Finished(_) | ChatEvent::Failed(_) => {}
         }
     }
 }
@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn progress_counts_chunks_against_max_tokens() {
         let (tx, rx) = watch::channel(0);
-        let sink = ProgressSink::new(&tx, 10);
+        let sink = ProgressSink::new(tx.clone(), 10);
         let message = store::Message {
             id: Uuid::now_v7(),
             conversation_id: Uuid::nil(),

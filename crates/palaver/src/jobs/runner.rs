@@ -1,81 +1,69 @@
 //! Runs one delivered attempt: claim it in the `jobs` table, run it under a lease while
-//! publishing progress, then complete it, fail it, or schedule the next attempt.
+//! publishing progress (`attempt.rs`), then complete it, fail it, or schedule the next one.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
 use serde::Serialize;
-use serde_json::value::{RawValue, to_raw_value};
-use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::progress::{CONTEXT_BUILT, ProgressSink};
-use super::queue::{Envelope, Storage};
-use super::repo::{Finish, JobRepo, RepoError, Stranded, Unreadable};
-use super::scoped::{JobScopedStore, completion_result, is_from_job, reply_id};
-use super::{EmbeddingJobData, Inner, Job, JobEvent, JobKind, JobStatus, Jobs};
-use crate::api::chat::ChatRequest;
-use crate::error::ApiError;
-use crate::providers::ProviderError;
-use crate::service::{ChatMode, ChatService, DEFAULT_TITLE, NewConversationInput, ServiceError};
+use super::outcome::{Outcome, is_transient, public_error};
+use crate::queue::{Envelope, JobQueue, Storage};
+use crate::service::ServiceError;
 use crate::state::AppState;
-use crate::store::{self, Role, StoreError};
+use crate::store::jobs::{Finish, Job, JobStatus, Stranded, Unreadable};
+use crate::store::{self, JobStore, JobStoreError};
 
-/// Progress is written and emitted at most this often.
-const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// A delivery waits at most this long for a job that is running elsewhere or not yet due.
 const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Repo(#[from] RepoError),
-}
-
-/// How an attempt's work ended.
-enum Outcome {
-    /// The job's result, as JSON text (an embedding is written once, not held as a `Value`).
-    Done(Box<RawValue>),
-    Failed(ServiceError),
-    /// Another worker took the job over (this one was presumed dead): nothing more to write.
-    LostLease,
-    /// The attempt's code panicked.
-    Panicked,
+    Store(#[from] JobStoreError),
 }
 
 #[derive(Clone)]
 pub struct Runner {
-    state: AppState,
-    jobs: Jobs,
+    pub(super) state: AppState,
+    settings: Settings,
+}
+
+#[derive(Clone, Copy)]
+struct Settings {
+    backoff: Duration,
+    heartbeat: Duration,
 }
 
 impl Runner {
     pub fn new(state: AppState) -> Runner {
-        Runner {
-            jobs: state.jobs.clone(),
-            state,
-        }
+        let settings = Settings {
+            backoff: state.config.jobs.backoff,
+            heartbeat: state.config.jobs.heartbeat,
+        };
+        Runner { state, settings }
     }
 
-    fn inner(&self) -> &Inner {
-        &self.jobs.inner
+    pub(super) fn store(&self) -> &dyn JobStore {
+        self.state.jobs.store().as_ref()
     }
 
-    fn repo(&self) -> &JobRepo {
-        &self.inner().repo
+    pub(super) fn heartbeat(&self) -> Duration {
+        self.settings.heartbeat
+    }
+
+    fn queue(&self) -> &JobQueue {
+        self.state.jobs.queue()
     }
 
     /// A lease outlives two renewals. On Redis it expires before apalis presumes the worker
     /// dead (three missed heartbeats), so that a re-delivered attempt finds it expired; with
     /// the table queue its expiry is what makes the job due again.
-    fn lease(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.inner().heartbeat * 2)
-            .unwrap_or(chrono::Duration::seconds(20))
+    pub(super) fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.heartbeat() * 2).unwrap_or(chrono::Duration::seconds(20))
     }
 
     /// Handles one delivery of the Redis queue (or one driven by hand). `Err` only when the
@@ -88,13 +76,13 @@ impl Runner {
     }
 
     /// The table queue: claims up to `limit` due jobs of this process's queue, under one lease
-    /// token (see [`JobRepo::claim_due`]), for [`Runner::execute`].
+    /// token (see [`JobStore::claim_due`]), for [`Runner::execute`].
     pub async fn claim_due(&self, limit: usize) -> Result<(Vec<Job>, String), RunError> {
         let token = Uuid::now_v7().to_string();
         let now = store::now();
-        let queue = self.inner().queue.name();
+        let queue = self.queue().name();
         let claimed = self
-            .repo()
+            .store()
             .claim_due(queue, limit, &token, now, now + self.lease())
             .await?;
         let mut jobs = Vec::with_capacity(claimed.len());
@@ -109,7 +97,7 @@ impl Runner {
                             error: "The job could not be read".to_owned(),
                         };
                         // Not `?`: the jobs claimed beside it are run either way.
-                        if let Err(err) = self.repo().finish(id, &token, &finish).await {
+                        if let Err(err) = self.store().finish(id, &token, &finish).await {
                             tracing::error!(job_id = %id, error = %err, "jobs: could not fail an unreadable job");
                         }
                     }
@@ -121,8 +109,8 @@ impl Runner {
 
     /// Whether [`Runner::claim_due`] would find a job now (a read only).
     pub async fn any_due(&self) -> Result<bool, RunError> {
-        let queue = self.inner().queue.name();
-        Ok(self.repo().any_due(queue, store::now()).await?)
+        let queue = self.queue().name();
+        Ok(self.store().any_due(queue, store::now()).await?)
     }
 
     /// Runs an attempt claimed under `token` to its end: completes the job, fails it, or
@@ -153,7 +141,7 @@ impl Runner {
         result: Box<RawValue>,
     ) -> Result<(), RunError> {
         let finish = Finish::Completed { result: &result };
-        if self.repo().finish(job.id, token, &finish).await? {
+        if self.store().finish(job.id, token, &finish).await? {
             tracing::info!(job_id = %job.id, attempt = job.attempts, "jobs: completed");
             let (id, user) = (job.id, &job.user_id);
             self.emit(user, "job:progress", &json!({"jobId": id, "progress": 100}))
@@ -186,7 +174,7 @@ impl Runner {
         let delay = self.backoff(job.attempts);
         let run_at = store::now() + chrono::Duration::from_std(delay).unwrap_or_default();
         if !self
-            .repo()
+            .store()
             .finish(
                 job.id,
                 token,
@@ -205,7 +193,7 @@ impl Runner {
             job_id: job.id,
             attempt: job.attempts + 1,
         };
-        if let Err(err) = self.inner().queue.push(next, delay).await {
+        if let Err(err) = self.queue().push(next, delay).await {
             // The job stays `delayed`: Redis's sweeper queues it again once the queue answers
             // (the table queue cannot fail to push: the row is the delivery).
             tracing::error!(job_id = %job.id, error = %err, "jobs: could not queue the next attempt");
@@ -218,7 +206,7 @@ impl Runner {
         let finish = Finish::Failed {
             error: error.to_owned(),
         };
-        if self.repo().finish(job.id, token, &finish).await? {
+        if self.store().finish(job.id, token, &finish).await? {
             tracing::warn!(job_id = %job.id, attempt = job.attempts, error, "jobs: failed");
             self.emit(
                 &job.user_id,
@@ -233,7 +221,7 @@ impl Runner {
     /// `JOB_BACKOFF_MS` before the second attempt, doubled for each one after.
     fn backoff(&self, attempts: i32) -> Duration {
         let doublings = (attempts.clamp(1, 16) - 1) as u32;
-        self.inner().backoff.saturating_mul(1 << doublings)
+        self.settings.backoff.saturating_mul(1 << doublings)
     }
 
     /// Takes the attempt when the table says it is due, waiting while the job runs elsewhere
@@ -245,7 +233,7 @@ impl Runner {
         loop {
             let now = store::now();
             if let Some(job) = self
-                .repo()
+                .store()
                 .claim(
                     envelope.job_id,
                     envelope.attempt,
@@ -257,7 +245,7 @@ impl Runner {
             {
                 return Ok(Some((job, token)));
             }
-            let Some(job) = self.repo().get(envelope.job_id).await? else {
+            let Some(job) = self.store().get(envelope.job_id).await? else {
                 tracing::warn!(job_id = %envelope.job_id, "jobs: delivered a job that does not exist");
                 return Ok(None);
             };
@@ -277,235 +265,27 @@ impl Runner {
                 return Ok(None);
             }
             let pause = (until - now).to_std().unwrap_or_default() + Duration::from_millis(20);
-            tokio::time::sleep(pause.min(self.inner().heartbeat)).await;
+            tokio::time::sleep(pause.min(self.heartbeat())).await;
         }
     }
 
-    /// Runs the job's work while renewing the lease and publishing progress.
-    async fn attempt(&self, job: &Job, token: &str) -> Outcome {
-        let (progress, updates) = watch::channel(0);
-        // Until when this attempt surely holds the lease (µs since the epoch): renewals move
-        // it; past it another worker may have taken the job over.
-        let held = AtomicI64::new(
-            job.locked_until
-                .unwrap_or_else(|| store::now() + self.lease())
-                .timestamp_micros(),
-        );
-        let work = async {
-            match job.kind {
-                JobKind::GenerateCompletion => self
-                    .completion(job, token, &progress)
-                    .await
-                    .and_then(|result| to_raw_value(&result).map_err(invalid_result)),
-                JobKind::GenerateEmbeddings => self.embeddings(job, &progress).await,
-            }
-        };
-        tokio::select! {
-            result = work => match result {
-                Ok(value) => Outcome::Done(value),
-                Err(error) => Outcome::Failed(error),
-            },
-            () = self.keep_lease(job.id, token, &held) => Outcome::LostLease,
-            () = self.publish_progress(job, token, &held, updates) => Outcome::LostLease,
-        }
-    }
-
-    /// Renews the lease until it is lost, or has run out while the database could not be
-    /// reached (returns then: the attempt could record nothing, and the job may already run
-    /// elsewhere).
-    async fn keep_lease(&self, id: Uuid, token: &str, held: &AtomicI64) {
-        loop {
-            tokio::time::sleep(self.inner().heartbeat / 2).await;
-            let until = store::now() + self.lease();
-            match self.repo().renew(id, token, until).await {
-                Ok(true) => held.store(until.timestamp_micros(), Ordering::Release),
-                Ok(false) => return,
-                Err(err) => {
-                    tracing::warn!(job_id = %id, error = %err, "jobs: could not renew a lease");
-                    if !holds(held) {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Emits progress as it changes, at most every [`PROGRESS_EVERY`], and writes it to the
-    /// job's row [`PROGRESS_EVERY`] after each emit if the attempt is still running then: the
-    /// row lags the events by at most that, and a job done sooner (an embedding, most
-    /// often) goes from 0 to 100 in the one write that completes it. Emits only while the
-    /// lease is held; returns when it is lost.
-    async fn publish_progress(
+    pub(super) async fn emit<T: Serialize + ?Sized>(
         &self,
-        job: &Job,
-        token: &str,
-        held: &AtomicI64,
-        mut updates: watch::Receiver<i32>,
+        user_id: &str,
+        name: &'static str,
+        payload: &T,
     ) {
-        let mut stored = job.progress;
-        while updates.changed().await.is_ok() {
-            if !holds(held) {
-                return;
-            }
-            let progress = *updates.borrow_and_update();
-            self.emit(
-                &job.user_id,
-                "job:progress",
-                &json!({"jobId": job.id, "progress": progress}),
-            )
-            .await;
-            tokio::time::sleep(PROGRESS_EVERY).await;
-            let latest = *updates.borrow();
-            if latest == stored {
-                continue;
-            }
-            match self.repo().set_progress(job.id, token, latest).await {
-                Ok(true) => stored = latest,
-                Ok(false) => return,
-                Err(err) => {
-                    tracing::warn!(job_id = %job.id, error = %err, "jobs: could not record progress")
-                }
-            }
-        }
-        std::future::pending::<()>().await;
+        self.state.notifier.to_user(user_id, name, payload).await;
     }
 
-    /// `generate-completion`: the chat pipeline, streamed so that tokens count as progress.
-    async fn completion(
-        &self,
-        job: &Job,
-        token: &str,
-        progress: &watch::Sender<i32>,
-    ) -> Result<Value, ServiceError> {
-        let request: ChatRequest =
-            serde_json::from_value(job.data.clone()).map_err(|e| ServiceError::Invalid {
-                field: "data",
-                message: e.to_string(),
-            })?;
-        let mut input = request.into_input();
-        let user = job.user_id.as_str();
-        let conversation_id = match input.conversation_id.or(job.conversation_id) {
-            Some(id) => id,
-            None => {
-                // Created once, before the first call, so that every attempt writes to it.
-                drop(self.state.quotas.reserve(user, 0).await?);
-                let new = NewConversationInput {
-                    title: Some(DEFAULT_TITLE.to_owned()),
-                    system_prompt: input.system_prompt.clone(),
-                    model: input.model.clone(),
-                    metadata: Some(json!({"jobId": job.id})),
-                };
-                let conversation = self.inner().conversations.create(user, new).await?;
-                if !self
-                    .repo()
-                    .set_conversation(job.id, token, conversation.id)
-                    .await
-                    .map_err(repo_error)?
-                {
-                    return Err(ServiceError::Store(StoreError::Conflict));
-                }
-                conversation.id
-            }
-        };
-        input.conversation_id = Some(conversation_id);
-        let (_, messages) = self
-            .inner()
-            .conversations
-            .get_with_messages(user, conversation_id)
-            .await?;
-        if let Some(result) = stored_result(job, &messages) {
-            // An earlier attempt stored the reply and died before completing the job.
-            return Ok(result);
-        }
-        let user_message_stored = messages
-            .iter()
-            .any(|m| m.role == Role::User && is_from_job(m, job.id));
-        let parts = &self.inner().chat;
-        let store = JobScopedStore::new(
-            parts.store.clone(),
-            self.repo().clone(),
-            job.id,
-            token.to_owned(),
-            user_message_stored,
-        );
-        let chat = ChatService::new(
-            Arc::new(store),
-            parts.providers.clone(),
-            parts.prices.clone(),
-            self.state.quotas.clone(),
-            parts.defaults.clone(),
-        );
-        let sink = ProgressSink::new(
-            progress,
-            input.max_tokens.unwrap_or(parts.defaults.max_tokens),
-        );
-        let mode = ChatMode::Stream {
-            sink: &sink,
-            cancel: CancellationToken::new(),
-        };
-        let outcome = chat
-            .chat(user, input, mode)
-            .await
-            .map_err(|failure| failure.error)?;
-        // The reply was stored under the job's reply id (see `JobScopedStore`).
-        let tokens = i64::from(outcome.total_tokens());
-        let mut reply = outcome.reply;
-        reply.id = reply_id(job.id);
-        Ok(completion_result(&reply, tokens))
-    }
-
-    /// `generate-embeddings`: `{embedding, model, tokens}` as `POST /ai/embeddings` answers `{text}`.
-    async fn embeddings(
-        &self,
-        job: &Job,
-        progress: &watch::Sender<i32>,
-    ) -> Result<Box<RawValue>, ServiceError> {
-        let data: EmbeddingJobData =
-            serde_json::from_value(job.data.clone()).map_err(|e| ServiceError::Invalid {
-                field: "data",
-                message: e.to_string(),
-            })?;
-        progress.send_replace(CONTEXT_BUILT);
-        let out = self
-            .state
-            .embeddings
-            .embed(&job.user_id, data.model, vec![data.text])
-            .await?;
-        // Written straight from the f32s, each as its shortest decimal, as `POST /ai/embeddings`
-        // writes it: the text is stored, emitted and served as it is.
-        let result = EmbeddingResult {
-            embedding: out.vectors.first().map_or(&[], Vec::as_slice),
-            model: &out.model,
-            tokens: out.prompt_tokens,
-        };
-        to_raw_value(&result).map_err(invalid_result)
-    }
-
-    async fn emit<T: Serialize + ?Sized>(&self, user_id: &str, name: &'static str, payload: &T) {
-        if let Some(broadcaster) = self.state.broadcaster.get() {
-            broadcaster.to_user(user_id, name, payload).await;
-        }
-        let events = &self.inner().events;
-        // In-process observers (tests) get a `Value`, built only when there is one.
-        if events.receiver_count() > 0
-            && let Ok(payload) = serde_json::to_value(payload)
-        {
-            let _ = events.send(JobEvent {
-                user_id: user_id.to_owned(),
-                name,
-                payload,
-            });
-        }
-    }
-
-    /// Queues again the jobs whose deliveries seem lost (see [`JobRepo::stranded`]); none are
+    /// Queues again the jobs whose deliveries seem lost (see [`JobStore::stranded`]); none are
     /// with the table queue, where a job's row is its delivery.
     pub async fn rescue_stranded(&self, older_than: Duration) -> Result<usize, RunError> {
-        if matches!(self.inner().queue.storage(), Storage::Table) {
+        if matches!(self.queue().storage(), Storage::Table) {
             return Ok(0);
         }
         let before = store::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
-        let stranded = self.repo().stranded(before, 100).await?;
+        let stranded = self.store().stranded(before, 100).await?;
         let mut queued = 0;
         for Stranded {
             id,
@@ -519,8 +299,7 @@ impl Runner {
                 attempts + 1
             };
             match self
-                .inner()
-                .queue
+                .queue()
                 .push(
                     Envelope {
                         job_id: id,
@@ -541,144 +320,10 @@ impl Runner {
     }
 }
 
-/// Whether the lease held until `held` (µs since the epoch) is still held now.
-fn holds(held: &AtomicI64) -> bool {
-    store::now().timestamp_micros() < held.load(Ordering::Acquire)
-}
-
 /// `job:completed`.
 #[derive(Serialize)]
 struct Completed<'a> {
     #[serde(rename = "jobId")]
     job_id: Uuid,
     result: &'a RawValue,
-}
-
-/// The result of a `generate-embeddings` job.
-#[derive(Serialize)]
-struct EmbeddingResult<'a> {
-    embedding: &'a [f32],
-    model: &'a str,
-    tokens: u32,
-}
-
-fn invalid_result(err: serde_json::Error) -> ServiceError {
-    ServiceError::Invalid {
-        field: "result",
-        message: err.to_string(),
-    }
-}
-
-/// The result an earlier attempt kept, when its reply is stored in the conversation.
-fn stored_result(job: &Job, messages: &[store::Message]) -> Option<Value> {
-    let reply = messages
-        .iter()
-        .find(|m| m.role == Role::Assistant && m.id == reply_id(job.id))?;
-    match &job.result {
-        Some(result)
-            if result.get("messageId").and_then(Value::as_str)
-                == Some(reply.id.to_string().as_str()) =>
-        {
-            Some(result.clone())
-        }
-        // The result kept before the reply was stored was lost (a failed attempt cleared it):
-        // rebuild it from the stored exchange.
-        _ => {
-            let prompt = messages
-                .iter()
-                .filter(|m| m.role == Role::User && is_from_job(m, job.id))
-                .map(|m| m.tokens)
-                .sum::<i64>();
-            Some(completion_result(reply, prompt + reply.tokens))
-        }
-    }
-}
-
-/// Whether another attempt may succeed: upstream hiccups and infrastructure, not a refusal.
-fn is_transient(error: &ServiceError) -> bool {
-    match error {
-        ServiceError::Provider(e) => {
-            e.is_retryable()
-                || matches!(
-                    e,
-                    ProviderError::StreamCut { .. } | ProviderError::Protocol { .. }
-                )
-        }
-        ServiceError::Busy | ServiceError::Limits(_) => true,
-        ServiceError::Store(StoreError::NotFound) => false,
-        ServiceError::Store(_) => true,
-        ServiceError::NotFound(_)
-        | ServiceError::Invalid { .. }
-        | ServiceError::QuotaExceeded { .. } => false,
-    }
-}
-
-/// The job's `error`: what `ApiError` lets a client see (never an upstream body), with the
-/// fields of a validation failure.
-fn public_error(error: ServiceError) -> String {
-    let error = ApiError::from(error);
-    error.log();
-    match &error {
-        ApiError::Validation(fields) => {
-            let fields: Vec<String> = fields
-                .iter()
-                .map(|f| format!("{}: {}", f.field, f.message))
-                .collect();
-            format!("{}: {}", error.public_message(), fields.join("; "))
-        }
-        _ => error.public_message(),
-    }
-}
-
-fn repo_error(err: RepoError) -> ServiceError {
-    match err {
-        RepoError::Database(e) => ServiceError::Store(StoreError::Database(e)),
-        RepoError::Embedded(e) => ServiceError::Store(StoreError::from(e)),
-        RepoError::Corrupt(detail) => ServiceError::Limits(detail),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_are_not_retried() {
-        assert!(is_transient(&ServiceError::Provider(
-            ProviderError::Status {
-                status: 503,
-                detail: String::new()
-            }
-        )));
-        assert!(is_transient(&ServiceError::Provider(
-            ProviderError::Timeout {
-                detail: String::new()
-            }
-        )));
-        assert!(!is_transient(&ServiceError::Provider(
-            ProviderError::Status {
-                status: 400,
-                detail: String::new()
-            }
-        )));
-        assert!(!is_transient(&ServiceError::QuotaExceeded {
-            retry_after_secs: 60
-        }));
-        assert!(!is_transient(&ServiceError::NotFound("conversation")));
-    }
-
-    #[test]
-    fn public_errors_never_carry_upstream_detail() {
-        let error = ServiceError::Provider(ProviderError::Status {
-            status: 500,
-            detail: "sk-secret body".into(),
-        });
-        let message = public_error(error);
-        assert_eq!(message, "The AI provider failed to answer");
-        let invalid = public_error(ServiceError::Invalid {
-            field: "model",
-            message: "unknown model x".into(),
-        });
-        assert_eq!(invalid, "Validation failed: model: unknown model x");
-    }
 }

@@ -3,7 +3,6 @@
 //! table queue a loop that claims due rows of `jobs` for its free slots. They run inside
 //! `palaver serve`, or alone as `palaver worker`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,9 +18,8 @@ use uuid::Uuid;
 use apalis_redis::RedisStorage;
 use tokio::sync::Semaphore;
 
-use super::queue::{Envelope, JobQueue, Pushed, Storage};
 use super::runner::Runner;
-use crate::gateway::{self, GatewayError};
+use crate::queue::{Envelope, JobQueue, Pushed, Storage};
 use crate::state::AppState;
 
 /// How often an idle worker asks the queue for work.
@@ -65,10 +63,10 @@ impl Workers {
 pub fn start_workers(state: &AppState) -> Workers {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let concurrency = state.jobs.inner.concurrency;
+    let concurrency = state.config.jobs.concurrency as usize;
     if concurrency > 0 {
         let runner = Runner::new(state.clone());
-        let queue = state.jobs.inner.queue.clone();
+        let queue = state.jobs.queue().clone();
         match queue.storage() {
             Storage::Table => {
                 tasks.spawn(claim_loop(queue, runner, concurrency, stop.clone()));
@@ -92,20 +90,6 @@ pub fn start_workers(state: &AppState) -> Workers {
         );
     }
     Workers { stop, tasks }
-}
-
-/// `palaver worker`: workers only, until `shutdown`, then a bounded drain. Job events reach
-/// users through the gateway's adapter (with Redis, on whichever instance they are connected).
-pub async fn run_standalone<F>(state: AppState, shutdown: F) -> Result<(), GatewayError>
-where
-    F: Future<Output = ()>,
-{
-    let (_, broadcaster) = gateway::attach(axum::Router::new(), &state).await?;
-    let _ = state.broadcaster.set(broadcaster);
-    let workers = start_workers(&state);
-    shutdown.await;
-    workers.shutdown(state.config.shutdown_grace).await;
-    Ok(())
 }
 
 /// The table queue's worker until `stop`: claims as many due jobs as it has free slots, runs

@@ -2,7 +2,6 @@
 //! In-process by default; with Redis, one atomic script per decision shared by every instance.
 
 mod local;
-mod middleware;
 mod quota;
 mod redis;
 
@@ -11,7 +10,6 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use local::LocalGcra;
-pub use middleware::rate_limit;
 pub use quota::{QuotaError, QuotaGuard, Quotas};
 pub use redis::RedisGcra;
 

@@ -25,7 +25,17 @@ struct InFlight {
     releases: u64,
 }
 
-type LocalMap = Arc<Mutex<HashMap<String, InFlight>>>;
+/// The in-process reservations. An entry is removed once its user has nothing in flight, so
+/// the map holds only users with requests running; `pruned` counts removals, so that a
+/// reservation that read the usage before one (its entry's release count gone with it)
+/// still notices that a release happened.
+#[derive(Debug, Default)]
+struct Local {
+    users: HashMap<String, InFlight>,
+    pruned: u64,
+}
+
+type LocalMap = Arc<Mutex<Local>>;
 
 enum Reservations {
     Local(LocalMap),
@@ -77,13 +87,15 @@ impl Drop for QuotaGuard {
     fn drop(&mut self) {
         match &self.reservations {
             ReservationHandle::Local(map) => {
-                // The entry stays (with its release count) so that a reservation that read
-                // the usage before this release notices it.
-                if let Ok(mut map) = map.lock()
-                    && let Some(entry) = map.get_mut(&self.user)
+                if let Ok(mut local) = map.lock()
+                    && let Some(entry) = local.users.get_mut(&self.user)
                 {
                     entry.tokens -= self.tokens;
                     entry.releases += 1;
+                    if entry.tokens <= 0 {
+                        local.users.remove(&self.user);
+                        local.pruned += 1;
+                    }
                 }
             }
             ReservationHandle::Redis(conn) => {
@@ -113,12 +125,16 @@ fn releases_key(user: &str) -> String {
     format!("palaver:quota:released:{user}")
 }
 
-/// A user's reservations in this process (zero when there are none).
-fn local_entry(map: &LocalMap, user: &str) -> Result<InFlight, QuotaError> {
-    let guard = map
+/// A user's reservations in this process (zero when there are none), and the map's count
+/// of removals: together, what a reservation checks has not moved while it read the usage.
+fn local_entry(map: &LocalMap, user: &str) -> Result<(InFlight, u64), QuotaError> {
+    let local = map
         .lock()
         .map_err(|_| QuotaError::Backend("poisoned".into()))?;
-    Ok(guard.get(user).copied().unwrap_or_default())
+    Ok((
+        local.users.get(user).copied().unwrap_or_default(),
+        local.pruned,
+    ))
 }
 
 fn start_of_day() -> chrono::DateTime<Utc> {
@@ -176,6 +192,33 @@ impl Quotas {
             .map_err(|e| QuotaError::Backend(e.to_string()))
     }
 
+    /// Refuses a user whose usage today plus the reservations in flight reach the quota; a
+    /// check that reserves nothing (admission before the request's cost is known).
+    pub async fn check(&self, user: &str) -> Result<(), QuotaError> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let used = self.used_today(user).await?;
+        let in_flight = match &self.reservations {
+            Reservations::Local(map) => local_entry(map, user)?.0.tokens,
+            Reservations::Redis(conn) => {
+                let mut c = conn.clone();
+                let tokens: Option<i64> = redis::cmd("GET")
+                    .arg(reservation_key(user))
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| QuotaError::Backend(e.to_string()))?;
+                tokens.unwrap_or(0)
+            }
+        };
+        if used + in_flight >= limit {
+            return Err(QuotaError::Exceeded {
+                retry_after_secs: secs_to_midnight(),
+            });
+        }
+        Ok(())
+    }
+
     /// Admits a request that may spend up to `tokens` when the user's usage today plus the
     /// reservations in flight are still under the quota. `None` when no quota is set.
     pub async fn reserve(&self, user: &str, tokens: i64) -> Result<Option<QuotaGuard>, QuotaError> {
@@ -191,13 +234,17 @@ impl Quotas {
         let handle = loop {
             match &self.reservations {
                 Reservations::Local(map) => {
-                    let seen = local_entry(map, user)?.releases;
+                    let (seen, pruned) = local_entry(map, user)?;
                     let used = self.used_today(user).await?;
                     let mut guard = map
                         .lock()
                         .map_err(|_| QuotaError::Backend("poisoned".into()))?;
-                    let entry = guard.entry(user.to_owned()).or_default();
-                    if entry.releases != seen {
+                    let local = &mut *guard;
+                    if local.pruned != pruned {
+                        continue;
+                    }
+                    let entry = local.users.entry(user.to_owned()).or_default();
+                    if entry.releases != seen.releases {
                         continue;
                     }
                     if used + entry.tokens >= limit {
@@ -237,5 +284,70 @@ impl Quotas {
             tokens,
             reservations: handle,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    async fn quotas(limit: i64) -> (Quotas, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let quotas = Quotas::new(Some(limit), Arc::new(store), None)
+            .await
+            .unwrap();
+        (quotas, dir)
+    }
+
+    fn local(quotas: &Quotas) -> (usize, u64, u64) {
+        let Reservations::Local(map) = &quotas.reservations else {
+            panic!("not in-process")
+        };
+        let local = map.lock().unwrap();
+        let releases = local.users.values().map(|e| e.releases).sum();
+        (local.users.len(), local.pruned, releases)
+    }
+
+    /// Admission checks the quota without reserving: nothing is counted, so reservations
+    /// running beside it are not sent round their retry loop (issue #14 item 8).
+    #[tokio::test]
+    async fn a_check_reserves_and_releases_nothing() {
+        let (quotas, _dir) = quotas(100).await;
+        quotas.check("ann").await.unwrap();
+        assert_eq!(local(&quotas), (0, 0, 0));
+    }
+
+    /// The in-process map keeps only users with reservations in flight (issue #14 item 8).
+    #[tokio::test]
+    async fn released_users_leave_the_map() {
+        let (quotas, _dir) = quotas(100).await;
+        let first = quotas.reserve("ann", 10).await.unwrap();
+        let second = quotas.reserve("ann", 20).await.unwrap();
+        let other = quotas.reserve("bob", 5).await.unwrap();
+        assert_eq!(local(&quotas).0, 2);
+        drop(first);
+        assert_eq!(local(&quotas), (2, 0, 1));
+        drop(second);
+        drop(other);
+        assert_eq!(local(&quotas), (0, 2, 0));
+    }
+
+    /// What is in flight still counts against a check and a reservation.
+    #[tokio::test]
+    async fn reservations_in_flight_count_until_released() {
+        let (quotas, _dir) = quotas(100).await;
+        let held = quotas.reserve("ann", 100).await.unwrap();
+        assert!(matches!(
+            quotas.check("ann").await,
+            Err(QuotaError::Exceeded { .. })
+        ));
+        assert!(quotas.reserve("ann", 1).await.is_err());
+        drop(held);
+        quotas.check("ann").await.unwrap();
+        assert!(quotas.reserve("ann", 1).await.unwrap().is_some());
     }
 }

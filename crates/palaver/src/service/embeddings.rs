@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::ServiceError;
-use crate::limits::Quotas;
+use super::{Admission, ServiceError};
+
 use crate::pricing::PriceTable;
+use crate::providers::tokens;
 use crate::providers::{EmbeddingRequest, Provider, ProviderError, Providers};
 use crate::store::{self, Store, UsageRecord};
-use crate::tokens;
 
 pub const DEFAULT_EMBEDDING_MODEL: &str = "text-embedding-3-small";
 
@@ -25,7 +25,7 @@ pub struct EmbeddingService {
     store: Arc<dyn Store>,
     providers: Arc<Providers>,
     prices: Arc<PriceTable>,
-    quotas: Arc<Quotas>,
+    admission: Admission,
 }
 
 impl EmbeddingService {
@@ -33,13 +33,13 @@ impl EmbeddingService {
         store: Arc<dyn Store>,
         providers: Arc<Providers>,
         prices: Arc<PriceTable>,
-        quotas: Arc<Quotas>,
+        admission: Admission,
     ) -> Self {
         Self {
             store,
             providers,
             prices,
-            quotas,
+            admission,
         }
     }
 
@@ -69,7 +69,7 @@ impl EmbeddingService {
             .iter()
             .map(|t| tokens::count_text(&requested, t) as i64)
             .sum();
-        let _quota = self.quotas.reserve(user_id, estimate).await?;
+        let _quota = self.admission.reserve(user_id, estimate).await?;
         let request = EmbeddingRequest {
             model: routed.model.to_owned(),
             inputs,

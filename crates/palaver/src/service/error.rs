@@ -1,4 +1,6 @@
-use crate::error::{ApiError, FieldError};
+//! The service layer's error. Its mapping to HTTP (and to Socket.IO and job errors) is
+//! `crate::error`'s, the one place that decides what a client sees.
+
 use crate::limits::QuotaError;
 use crate::providers::{ProviderError, RouteError};
 use crate::store::StoreError;
@@ -14,10 +16,24 @@ pub enum ServiceError {
     },
     #[error("conversation is already streaming a reply")]
     Busy,
+    #[error("rate limited: retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("token quota exceeded")]
     QuotaExceeded { retry_after_secs: u64 },
+    /// The rate limiter or the quota's backend failed (Redis down, say).
     #[error("limits backend: {0}")]
     Limits(String),
+    /// The job queue could not take the job.
+    #[error("job queue: {0}")]
+    Queue(String),
+    /// Stored data that cannot be read back (a corrupt row): retrying cannot help.
+    #[error("unreadable stored data: {0}")]
+    Corrupt(String),
+    /// The exchange was given up (a job whose lease was lost): nothing more is stored.
+    #[error("the exchange was given up")]
+    Cancelled,
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error(transparent)]
@@ -40,31 +56,6 @@ impl From<RouteError> for ServiceError {
         ServiceError::Invalid {
             field: "model",
             message: err.to_string(),
-        }
-    }
-}
-
-impl From<ServiceError> for ApiError {
-    fn from(err: ServiceError) -> Self {
-        match err {
-            ServiceError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-            ServiceError::Invalid { field, message } => ApiError::Validation(vec![FieldError {
-                field: field.to_owned(),
-                message,
-            }]),
-            ServiceError::Busy => {
-                ApiError::Conflict("Conversation is already streaming a reply".into())
-            }
-            ServiceError::QuotaExceeded { retry_after_secs } => ApiError::QuotaExceeded {
-                retry_after_secs: Some(retry_after_secs),
-            },
-            ServiceError::Limits(detail) => ApiError::internal(detail),
-            ServiceError::Provider(e) if e.is_timeout() => {
-                ApiError::UpstreamTimeout(format!("{e}: {}", e.detail()))
-            }
-            ServiceError::Provider(e) => ApiError::Upstream(format!("{e}: {}", e.detail())),
-            ServiceError::Store(StoreError::NotFound) => ApiError::NotFound("Not found".into()),
-            ServiceError::Store(other) => ApiError::internal(other),
         }
     }
 }

@@ -1,19 +1,26 @@
-//! The service layer: the one place that creates ids and timestamps and decides what is
-//! stored. REST handlers, the Socket.IO gateway and jobs all call into it.
+//! The service layer: the one place that creates ids and timestamps, decides what is stored
+//! and admits what costs money. REST, SSE, Socket.IO and the job workers all call into it;
+//! it knows none of them.
 
+mod admission;
 pub mod chat;
 mod conversations;
 pub mod embeddings;
 mod error;
+pub mod jobs;
+mod notify;
 pub mod streams;
 mod usage;
 
+pub use admission::Admission;
 pub use chat::{
-    ChatDefaults, ChatEvent, ChatFailure, ChatInput, ChatMode, ChatOutcome, ChatService, ChatSink,
-    NoSink, Prepared,
+    ChatDefaults, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatParts, ChatService, ChatSink,
+    ExchangeOptions, JobScope, NoSink, ReplyGuard, StreamHandle,
 };
 pub use conversations::{ConversationService, DEFAULT_TITLE, NewConversationInput, Page};
 pub use embeddings::{EmbeddingOutcome, EmbeddingService};
 pub use error::ServiceError;
+pub use jobs::{JobRequest, JobService};
+pub use notify::{Emitter, Notifier, UserEvent};
 pub use streams::{ActiveStreams, StreamClaim};
-pub use usage::UsageService;
+pub use usage::{UsageReport, UsageService};

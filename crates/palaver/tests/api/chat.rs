@@ -786,3 +786,22 @@ async fn check_reports_each_provider() {
         "{out}"
     );
 }
+
+/// A user who has not chatted yet still gets a date (issue #14 item 2): a usage page would
+/// show 1970 or throw on `null`.
+#[tokio::test]
+async fn usage_of_a_new_user_has_a_last_used_date() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let token = app.token("newcomer");
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let usage = app
+        .request(Method::GET, "/api/v1/ai/usage", Some(&token), None)
+        .await;
+    assert_eq!(usage.status, 200, "{}", usage.body);
+    let last_used = usage.body["lastUsed"]
+        .as_str()
+        .expect("lastUsed is a string");
+    let when = chrono::DateTime::parse_from_rfc3339(last_used).unwrap();
+    assert!(when >= before, "{last_used}");
+    assert_eq!(usage.body["requests"], 0);
+}

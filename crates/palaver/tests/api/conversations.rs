@@ -271,3 +271,35 @@ async fn bad_bodies_get_clear_errors() {
         .await;
     assert_eq!(unknown_method.status, 405);
 }
+
+/// A "New chat" button that posts nothing: no body, no `Content-Type` (issue #14 item 1).
+#[tokio::test]
+async fn a_post_with_no_body_creates_an_untitled_conversation() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = format!("{}/api/v1/ai/conversations", app.base);
+    let token = app.token("nobody-body");
+    let bare = app.raw(app.client.post(&url).bearer_auth(&token)).await;
+    assert_eq!(bare.status, 201, "{}", bare.body);
+    assert_eq!(bare.body["title"], "New Conversation");
+    let empty = app
+        .raw(
+            app.client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("content-length", "0")
+                .header("content-type", "application/json")
+                .body(""),
+        )
+        .await;
+    assert_eq!(empty.status, 201, "{}", empty.body);
+    // A body whose fields are not all optional names the missing one.
+    let chat = app
+        .raw(
+            app.client
+                .post(format!("{}/api/v1/ai/chat", app.base))
+                .bearer_auth(&token),
+        )
+        .await;
+    chat.assert_error(400, "validation_failed");
+    assert_eq!(chat.body["errors"][0]["field"], "message", "{}", chat.body);
+}

@@ -89,7 +89,7 @@ async fn with_mock(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, MockLl
 
 /// The `job:*` events of job `id` (emitted by the app's own workers), until the job ends.
 async fn events_of(
-    events: &mut tokio::sync::broadcast::Receiver<palaver::jobs::JobEvent>,
+    events: &mut tokio::sync::broadcast::Receiver<palaver::service::UserEvent>,
     user: &str,
     id: &str,
 ) -> Vec<(&'static str, Value)> {
@@ -148,7 +148,7 @@ async fn a_completion_job_runs_the_chat_pipeline_and_reports_progress() {
             &[("MOCK_WORD_DELAY_MS", "40"), ("JOB_BACKOFF_MS", "50")],
         )
         .await;
-        let mut events = app.state.jobs.events();
+        let mut events = app.state.notifier.subscribe();
         let queued = enqueue(&app, "jo", json!({"type": "generate-completion", "data": {"message": "count to three", "maxTokens": 100}})).await;
         assert_eq!(queued.status, 202, "{}", queued.body);
         let job = &queued.body;
@@ -386,7 +386,7 @@ async fn failed_attempts_back_off_then_fail_with_a_sanitised_error() {
                 body: None,
             });
         }
-        let mut events = app.state.jobs.events();
+        let mut events = app.state.notifier.subscribe();
         let started = Instant::now();
         let queued = enqueue(&app, "fay", json!({"type": "generate-completion", "data": {"message": "doomed", "model": "gpt-4o-mini"}})).await;
         assert_eq!(queued.status, 202, "{}", queued.body);
@@ -774,7 +774,8 @@ async fn instances_on_one_database_claim_each_job_of_the_table_queue_once() {
     for backend in backends() {
         let a = TestApp::spawn_with(backend, &[("WORKER_CONCURRENCY", "4")]).await;
         let b = TestApp::spawn_with_db(&a, &[("WORKER_CONCURRENCY", "4")]).await;
-        let (mut events_a, mut events_b) = (a.state.jobs.events(), b.state.jobs.events());
+        let (mut events_a, mut events_b) =
+            (a.state.notifier.subscribe(), b.state.notifier.subscribe());
         let mut ids = Vec::new();
         for i in 0..40 {
             let app = if i % 2 == 0 { &a } else { &b };

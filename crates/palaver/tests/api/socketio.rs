@@ -78,10 +78,12 @@ async fn handshakes_without_a_valid_token_are_refused() {
         let key = jsonwebtoken::EncodingKey::from_secret(crate::support::app::SECRET.as_bytes());
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
     };
+    // The old module's clients refresh their token on `err.message === "unauthorized"`;
+    // the reason is in `err.data` (issue #14 item 3).
     let cases: [(&str, Option<&str>, &str); 4] = [
-        ("none", None, "missing token"),
-        ("garbage", Some("not-a-jwt"), "Unauthorized"),
-        ("forged", Some(&forged), "Unauthorized"),
+        ("none", None, "Missing bearer token"),
+        ("garbage", Some("not-a-jwt"), "malformed"),
+        ("forged", Some(&forged), "signature"),
         ("expired", Some(&expired), "expired"),
     ];
     for (id, token, says) in cases {
@@ -90,10 +92,12 @@ async fn handshakes_without_a_valid_token_are_refused() {
             .wait(|v| v["id"] == id && (v["kind"] == "connect" || v["kind"] == "connect_error"))
             .await;
         assert_eq!(first["kind"], "connect_error", "{id}: {first}");
-        let message = first["message"].as_str().unwrap();
+        assert_eq!(first["message"], "unauthorized", "{id}: {first}");
+        assert_eq!(first["data"]["code"], "unauthorized", "{id}: {first}");
+        let reason = first["data"]["reason"].as_str().unwrap();
         assert!(
-            message.contains(says),
-            "{id}: `{message}` should say `{says}`"
+            reason.contains(says),
+            "{id}: `{reason}` should say `{says}`"
         );
     }
     // A valid token is accepted.
@@ -481,8 +485,8 @@ async fn two_instances_on_one_redis_deliver_to_a_users_room() {
     io.connect("other", &b.base, &b.token("someone-else")).await;
 
     // An emit to the user's room from instance A reaches the connection on B.
-    let broadcaster = a.state.broadcaster.get().unwrap().clone();
-    broadcaster
+    a.state
+        .notifier
         .to_user(
             &user,
             "job:progress",

@@ -21,7 +21,7 @@ function connect({ id, url, token, transports }) {
   const socket = io(url, options);
   sockets.set(id, socket);
   socket.on("connect", () => out({ id, kind: "connect" }));
-  socket.on("connect_error", (err) => out({ id, kind: "connect_error", message: String(err && err.message) }));
+  socket.on("connect_error", (err) => out({ id, kind: "connect_error", message: String(err && err.message), data: (err && err.data) || null }));
   socket.on("disconnect", (reason) => out({ id, kind: "disconnect", reason }));
   socket.onAny((event, data) => out({ id, kind: "event", event, data: data === undefined ? null : data }));
 }

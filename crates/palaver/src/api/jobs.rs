@@ -10,12 +10,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Job, JobKind, JobStatus};
-use crate::api::dto::rfc3339;
-use crate::api::extract::{ApiJson, IdPath};
+use super::extract::{ApiJson, IdPath};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::protocol::dto::rfc3339;
+use crate::protocol::jobs::CreateJobRequest;
 use crate::state::AppState;
+use crate::store::jobs::{Job, JobKind, JobStatus};
 
 /// `POST /ai/jobs`: it leads to upstream calls, so it counts against the rate limit.
 pub fn metered_router() -> OpenApiRouter<AppState> {
@@ -25,20 +26,6 @@ pub fn metered_router() -> OpenApiRouter<AppState> {
 /// `GET /ai/jobs/{id}`: polling is free.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_job))
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema, garde::Validate)]
-pub struct CreateJobRequest {
-    /// `generate-completion` or `generate-embeddings`.
-    #[serde(rename = "type")]
-    #[garde(skip)]
-    #[schema(example = "generate-completion")]
-    pub kind: Option<String>,
-    /// `generate-completion`: `{conversationId?, message, model?, maxTokens?, temperature?}`
-    /// (validated as `POST /ai/chat`); `generate-embeddings`: `{text, model?}`.
-    #[garde(skip)]
-    #[schema(value_type = Object)]
-    pub data: Option<Value>,
 }
 
 /// A job as API.md describes it.
@@ -98,10 +85,7 @@ async fn create_job(
     user: AuthUser,
     ApiJson(body): ApiJson<CreateJobRequest>,
 ) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
-    let job = state
-        .jobs
-        .enqueue(&user.id, body.kind.as_deref(), body.data)
-        .await?;
+    let job = state.jobs.enqueue(&user.id, body.into_job()?).await?;
     Ok((StatusCode::ACCEPTED, Json(job.into())))
 }
 

@@ -1,4 +1,5 @@
-//! The payloads of the chat events of API.md, shared by the SSE and Socket.IO transports.
+//! The chat events of API.md, their names and payloads, shared by the SSE and Socket.IO
+//! transports.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -44,6 +45,14 @@ pub fn wire(event: ChatEvent<'_>) -> Wire<'_> {
             message_id,
             index,
         }),
+        ChatEvent::Finished(outcome) => {
+            let (name, payload) = finished(outcome);
+            Wire::Other(name, payload)
+        }
+        ChatEvent::Failed(failure) => {
+            let (name, payload) = failed(failure);
+            Wire::Other(name, payload)
+        }
     }
 }
 
@@ -94,9 +103,8 @@ pub fn usage(outcome: &ChatOutcome) -> Value {
 }
 
 /// `chat:error` for a failed exchange, with the same code and message as REST.
-pub fn failed(failure: ChatFailure) -> (&'static str, Value) {
-    let conversation_id = failure.conversation_id;
-    error_payload(failure.error.into(), conversation_id)
+pub fn failed(failure: &ChatFailure) -> (&'static str, Value) {
+    error_payload((&failure.error).into(), failure.conversation_id)
 }
 
 pub fn error_payload(error: ApiError, conversation_id: Option<Uuid>) -> (&'static str, Value) {

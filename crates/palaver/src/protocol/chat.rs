@@ -1,0 +1,58 @@
+//! The chat request every transport accepts: `POST /ai/chat`, `chat:start` and the data of a
+//! `generate-completion` job are validated as this one type (API.md's ChatRequest).
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::service::ChatInput;
+
+#[derive(Debug, Clone, Deserialize, ToSchema, garde::Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatRequest {
+    /// The user's message, 1 to 32000 characters.
+    #[garde(length(chars, min = 1, max = 32000), custom(not_blank))]
+    pub message: String,
+    /// Continue this conversation; a new one is created when absent.
+    #[garde(skip)]
+    pub conversation_id: Option<Uuid>,
+    /// Defaults to `OPENAI_MODEL`; `claude-*`, `gemini-*` or `provider/model` route elsewhere.
+    #[garde(length(min = 1, max = 200))]
+    pub model: Option<String>,
+    /// 1 to 8000, default 4096.
+    #[garde(range(min = 1, max = 8000))]
+    pub max_tokens: Option<u32>,
+    /// 0 to 2, default 0.7; 0 is a real value.
+    #[garde(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f32>,
+    #[garde(length(chars, max = 32000))]
+    pub system_prompt: Option<String>,
+    /// Answer as `text/event-stream` with the Socket.IO event names.
+    #[garde(skip)]
+    pub stream: Option<bool>,
+    /// Sent by old clients; ignored (identity comes from the token).
+    #[garde(skip)]
+    #[schema(value_type = Option<String>, deprecated)]
+    pub user_id: Option<serde_json::Value>,
+}
+
+fn not_blank(value: &str, _: &()) -> garde::Result {
+    if value.trim().is_empty() {
+        Err(garde::Error::new("must not be blank"))
+    } else {
+        Ok(())
+    }
+}
+
+impl ChatRequest {
+    pub fn into_input(self) -> ChatInput {
+        ChatInput {
+            conversation_id: self.conversation_id,
+            message: self.message,
+            model: self.model,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            system_prompt: self.system_prompt,
+        }
+    }
+}

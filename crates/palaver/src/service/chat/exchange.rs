@@ -1,0 +1,273 @@
+//! One exchange, step by step: decide the turn (model, context, ids), store the user message
+//! while the provider is asked, receive the answer, conclude (store the reply and its usage).
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::context::build_context;
+use super::scope::{JobScope, job_reply_id, tag};
+use super::stream::{Answer, receive};
+use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService, ChatSink};
+use super::{ExchangeOptions, NewConversationInput};
+use crate::providers::tokens;
+use crate::providers::{ChatRequest, Provider};
+use crate::service::ServiceError;
+use crate::store::{self, Conversation, Message, Role, StoreError};
+
+/// How many stored messages are considered for the context before trimming by tokens.
+const HISTORY_WINDOW: u64 = 500;
+
+/// How the answer is received: in one piece, or streamed into a sink until cancelled.
+#[derive(Clone, Copy)]
+pub(super) enum Mode<'a> {
+    Plain,
+    Stream {
+        sink: &'a dyn ChatSink,
+        cancel: &'a CancellationToken,
+    },
+}
+
+/// An exchange ready to ask the provider: everything is decided, nothing is sent yet.
+pub(super) struct Turn<'a> {
+    pub conversation: Conversation,
+    pub created: bool,
+    pub user_message: Message,
+    /// The model that really answers (the mock says so rather than pretending to be gpt-4).
+    pub model: String,
+    pub provider: &'a Provider,
+    pub request: ChatRequest,
+    pub counted_prompt: u32,
+    pub reply_id: Uuid,
+    pub scope: Option<JobScope>,
+}
+
+impl ChatService {
+    /// Runs an admitted exchange to its end, then releases its conversation.
+    pub(super) async fn exchange(
+        &self,
+        user_id: &str,
+        admitted: Admitted,
+        input: ChatInput,
+        options: ExchangeOptions,
+        mode: Option<(&dyn ChatSink, &CancellationToken)>,
+    ) -> Result<ChatOutcome, ChatFailure> {
+        let Admitted {
+            conversation,
+            created,
+            claim,
+        } = admitted;
+        let conversation_id = conversation.id;
+        let mode = match mode {
+            None => Mode::Plain,
+            Some((sink, cancel)) => Mode::Stream { sink, cancel },
+        };
+        let result = self
+            .run_turn(user_id, conversation, created, input, options, mode)
+            .await;
+        drop(claim);
+        result.map_err(|error| ChatFailure {
+            error,
+            conversation_id: Some(conversation_id),
+        })
+    }
+
+    async fn run_turn(
+        &self,
+        user_id: &str,
+        conversation: Conversation,
+        created: bool,
+        input: ChatInput,
+        options: ExchangeOptions,
+        mode: Mode<'_>,
+    ) -> Result<ChatOutcome, ServiceError> {
+        let requested = input
+            .model
+            .clone()
+            .or_else(|| conversation.model.clone())
+            .unwrap_or_else(|| self.defaults.model.clone());
+        let turn = self
+            .prepare_turn(&requested, conversation, created, input, options.job)
+            .await?;
+        // Reserve the most this exchange can cost, so a parallel burst cannot overshoot the
+        // quota by more than one request; held until the reply and its usage are stored.
+        let worst_case = i64::from(turn.counted_prompt) + i64::from(turn.request.max_tokens);
+        let _quota = self.admission.reserve(user_id, worst_case).await?;
+        let answer = self.ask(&turn, mode).await?;
+        self.conclude(user_id, turn, answer).await
+    }
+
+    /// Decides the model, the context and the ids of the exchange (reads the history).
+    async fn prepare_turn<'a>(
+        &'a self,
+        requested: &'a str,
+        conversation: Conversation,
+        created: bool,
+        input: ChatInput,
+        scope: Option<JobScope>,
+    ) -> Result<Turn<'a>, ServiceError> {
+        let routed = self.providers.route(requested)?;
+        let (provider, upstream_model) = (routed.provider, routed.model.to_owned());
+        let model = if self.providers.is_mock() {
+            "mock".to_owned()
+        } else {
+            requested.to_owned()
+        };
+        let max_tokens = input.max_tokens.unwrap_or(self.defaults.max_tokens);
+        let temperature = input.temperature.unwrap_or(self.defaults.temperature);
+        let system_prompt = input
+            .system_prompt
+            .clone()
+            .or_else(|| conversation.system_prompt.clone());
+        let history = self.history(&conversation, created, scope.as_ref()).await?;
+        let mut metadata = json!({});
+        tag(&mut metadata, scope.as_ref());
+        let user_message = Message {
+            id: Uuid::now_v7(),
+            conversation_id: conversation.id,
+            role: Role::User,
+            tokens: tokens::count_text(&model, &input.message) as i64,
+            content: input.message,
+            model: None,
+            metadata,
+            created_at: store::now(),
+        };
+        let messages = build_context(
+            &model,
+            system_prompt.as_deref(),
+            &history,
+            &user_message,
+            max_tokens,
+        )?;
+        let counted_prompt = tokens::count_messages(&model, &messages) as u32;
+        let reply_id = scope
+            .as_ref()
+            .map_or_else(Uuid::now_v7, |s| job_reply_id(s.job_id));
+        Ok(Turn {
+            conversation,
+            created,
+            user_message,
+            model,
+            provider,
+            request: ChatRequest {
+                model: upstream_model,
+                messages,
+                max_tokens,
+                temperature,
+            },
+            counted_prompt,
+            reply_id,
+            scope,
+        })
+    }
+
+    /// The stored messages the context is built from (none for a conversation created for
+    /// this exchange; a job's own earlier user message left out, since the turn adds it).
+    async fn history(
+        &self,
+        conversation: &Conversation,
+        created: bool,
+        scope: Option<&JobScope>,
+    ) -> Result<Vec<Message>, ServiceError> {
+        if created {
+            return Ok(Vec::new());
+        }
+        let mut history = self
+            .store
+            .recent_messages(conversation.id, HISTORY_WINDOW)
+            .await?;
+        if let Some(scope) = scope {
+            history.retain(|m| !scope.stored(m));
+        }
+        Ok(history)
+    }
+
+    /// Stores the user message (and a new conversation with it), unless an earlier attempt
+    /// of the same job did.
+    async fn store_user_message(&self, turn: &Turn<'_>) -> Result<(), StoreError> {
+        if turn.scope.as_ref().is_some_and(|s| s.user_message_stored) {
+            return Ok(());
+        }
+        if turn.created {
+            self.store
+                .start_conversation(&turn.conversation.as_new(), &turn.user_message)
+                .await
+        } else {
+            self.store.append_message(&turn.user_message, None).await
+        }
+    }
+
+    /// Asks the provider while the user message is stored (the write and the upstream call
+    /// overlap), and goes on only once it is: a reply or a failure is never recorded without
+    /// it, and a stream's events start with it.
+    async fn ask(&self, turn: &Turn<'_>, mode: Mode<'_>) -> Result<Answer, ServiceError> {
+        let stored = self.store_user_message(turn);
+        let Mode::Stream { sink, cancel } = mode else {
+            let answered = alongside(stored, turn.provider.chat(&turn.request)).await?;
+            return Ok(match answered {
+                Ok(done) => Answer::Complete {
+                    content: done.content,
+                    finish_reason: done.finish_reason,
+                    reported: done.usage,
+                },
+                Err(err) => Answer::Failed(err),
+            });
+        };
+        let started = async {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => None,
+                started = turn.provider.chat_stream(&turn.request) => Some(started),
+            }
+        };
+        let started = alongside(stored, started).await?;
+        // Only now is the new conversation sure to stay.
+        if turn.created {
+            sink.emit(ChatEvent::ConversationCreated(&turn.conversation));
+        }
+        sink.emit(ChatEvent::UserMessage(&turn.user_message));
+        Ok(match started {
+            None => Answer::Stopped {
+                content: String::new(),
+            },
+            Some(Err(err)) => Answer::Failed(err),
+            Some(Ok(stream)) => {
+                receive(stream, sink, cancel, turn.conversation.id, turn.reply_id).await
+            }
+        })
+    }
+}
+
+/// Drafts the conversation of an exchange that names none.
+pub(super) fn untitled(input: &ChatInput) -> NewConversationInput {
+    NewConversationInput {
+        title: Some(crate::service::DEFAULT_TITLE.to_owned()),
+        system_prompt: input.system_prompt.clone(),
+        model: input.model.clone(),
+        metadata: None,
+    }
+}
+
+/// Runs the write of the user message and the upstream call together, and returns the call's
+/// outcome once both are done. When the write fails, the call is dropped at once (which
+/// closes its upstream connection: no reply is generated, and paid for, that could not be
+/// stored); when the call ends first, the write is still awaited.
+pub(super) async fn alongside<T>(
+    store: impl Future<Output = Result<(), StoreError>>,
+    call: impl Future<Output = T>,
+) -> Result<T, StoreError> {
+    tokio::pin!(store, call);
+    tokio::select! {
+        stored = &mut store => {
+            stored?;
+            Ok(call.await)
+        }
+        answered = &mut call => {
+            store.await?;
+            Ok(answered)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! The end of an exchange: the reply and its usage stored, or the failure recorded.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::exchange::Turn;
+use super::scope::tag;
+use super::stream::Answer;
+use super::{ChatOutcome, ChatService};
+use crate::providers::tokens;
+use crate::providers::{ProviderError, Usage};
+use crate::service::ServiceError;
+use crate::store::{self, Message, Role, StoreError, UsageRecord};
+
+impl ChatService {
+    /// Stores what the provider gave: the reply (complete, stopped, or the partial text of a
+    /// stream that broke, which is then reported as failed), or records a failed call.
+    pub(super) async fn conclude(
+        &self,
+        user_id: &str,
+        turn: Turn<'_>,
+        answer: Answer,
+    ) -> Result<ChatOutcome, ServiceError> {
+        let (content, finish_reason, reported, stopped) = match answer {
+            Answer::Complete {
+                content,
+                finish_reason,
+                reported,
+            } => (content, finish_reason, reported, false),
+            Answer::Stopped { content } => (content, "stopped".to_owned(), None, true),
+            Answer::Failed(err) => return Err(self.upstream_failed(user_id, &turn, err).await),
+            Answer::Broken { content, error } => {
+                // Keep what arrived: the partial reply is stored, then the failure reported.
+                let usage = self.usage_of(&turn, &content, None);
+                let metadata = json!({"partial": true, "error": "upstream_error"});
+                match self
+                    .store_reply(user_id, &turn, &content, usage, metadata, true)
+                    .await
+                {
+                    // A job's partial reply is not stored (its next attempt answers in full).
+                    Ok(_) | Err(ServiceError::Cancelled) => {}
+                    Err(err) => return Err(err),
+                }
+                return Err(ServiceError::Provider(error));
+            }
+        };
+        let usage = self.usage_of(&turn, &content, reported);
+        let mut metadata = json!({"finishReason": finish_reason, "provider": turn.provider.name()});
+        if stopped {
+            metadata["stopped"] = json!(true);
+        }
+        let reply = self
+            .store_reply(user_id, &turn, &content, usage, metadata, stopped)
+            .await?;
+        let mut conversation = turn.conversation;
+        conversation.message_count += 2;
+        conversation.updated_at = reply.created_at;
+        Ok(ChatOutcome {
+            conversation,
+            created_conversation: turn.created,
+            user_message: turn.user_message,
+            reply,
+            model: turn.model,
+            finish_reason,
+            usage,
+            stopped,
+        })
+    }
+
+    /// The provider's reported usage when present, else our exact count.
+    fn usage_of(&self, turn: &Turn<'_>, content: &str, reported: Option<Usage>) -> Usage {
+        reported.unwrap_or_else(|| Usage {
+            prompt_tokens: turn.counted_prompt,
+            completion_tokens: tokens::count_text(&turn.model, content) as u32,
+        })
+    }
+
+    /// Stores the reply with its usage. A job stores only its complete reply, once: a partial
+    /// one (`partial`) is not stored, its usage is, and the job's guard is asked first.
+    async fn store_reply(
+        &self,
+        user_id: &str,
+        turn: &Turn<'_>,
+        content: &str,
+        usage: Usage,
+        mut metadata: Value,
+        partial: bool,
+    ) -> Result<Message, ServiceError> {
+        tag(&mut metadata, turn.scope.as_ref());
+        let now = store::now();
+        let reply = Message {
+            id: turn.reply_id,
+            conversation_id: turn.conversation.id,
+            role: Role::Assistant,
+            content: content.to_owned(),
+            tokens: i64::from(usage.completion_tokens),
+            model: Some(turn.model.clone()),
+            metadata,
+            created_at: now,
+        };
+        let record = self.usage_record(user_id, turn, "chat", usage, now);
+        if let Some(scope) = &turn.scope {
+            if partial {
+                self.store.record_usage(&record).await?;
+                return Err(ServiceError::Cancelled);
+            }
+            let total = record.prompt_tokens + record.completion_tokens;
+            if !scope.guard.before_reply(&reply, total).await? {
+                return Err(ServiceError::Cancelled);
+            }
+        }
+        match self.store.append_message(&reply, Some(&record)).await {
+            Ok(()) => Ok(reply),
+            // The conversation was deleted while the reply was being generated: the tokens
+            // were still spent, so they still count against the user.
+            Err(StoreError::NotFound) => {
+                self.store.record_usage(&record).await?;
+                Err(ServiceError::NotFound("Conversation"))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn usage_record(
+        &self,
+        user_id: &str,
+        turn: &Turn<'_>,
+        kind: &str,
+        usage: Usage,
+        created_at: store::Timestamp,
+    ) -> UsageRecord {
+        let (prompt, completion) = (
+            i64::from(usage.prompt_tokens),
+            i64::from(usage.completion_tokens),
+        );
+        UsageRecord {
+            id: Uuid::now_v7(),
+            user_id: user_id.to_owned(),
+            conversation_id: Some(turn.conversation.id),
+            kind: kind.to_owned(),
+            model: turn.model.clone(),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cost_usd: self.prices.cost(&turn.model, prompt, completion),
+            created_at,
+        }
+    }
+
+    /// Records a failed upstream call (the user message stays stored) and returns the error.
+    async fn upstream_failed(
+        &self,
+        user_id: &str,
+        turn: &Turn<'_>,
+        err: ProviderError,
+    ) -> ServiceError {
+        tracing::warn!(error = %err, model = turn.model, "chat: provider failed");
+        tracing::debug!(detail = err.detail(), "chat: provider failure detail");
+        let none = Usage {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        };
+        let mut record = self.usage_record(user_id, turn, "chat_failed", none, store::now());
+        record.cost_usd = 0.0;
+        if let Err(store_err) = self.store.record_usage(&record).await {
+            tracing::error!(error = %store_err, "chat: could not record the failed call");
+        }
+        ServiceError::Provider(err)
+    }
+}
