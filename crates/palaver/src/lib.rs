@@ -17,7 +17,6 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod telemetry;
-pub mod tokens;
 
 pub use config::Config;
 pub use server::{Application, StartupError};

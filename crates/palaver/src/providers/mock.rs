@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::{
     ChatCompletion, ChatRequest, ChatRole, ChatStream, EmbeddingRequest, Embeddings, ProviderError,
-    StreamEvent,
+    StreamEvent, tokens,
 };
 
 pub const EMBEDDING_DIMS: usize = 1536;
@@ -38,7 +38,7 @@ impl Mock {
         let mut words = Vec::new();
         let mut used = 0;
         for word in text.split_inclusive(' ') {
-            let cost = crate::tokens::count_text("mock", word);
+            let cost = tokens::count_text("mock", word);
             if used + cost > limit {
                 return (words, "length");
             }
@@ -161,7 +161,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reply.finish_reason, "length");
-        assert!(crate::tokens::count_text("mock", &reply.content) <= 3);
+        assert!(tokens::count_text("mock", &reply.content) <= 3);
         assert!(!reply.content.is_empty());
     }
 

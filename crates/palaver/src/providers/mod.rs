@@ -10,6 +10,7 @@ pub mod mock;
 pub mod openai;
 mod routing;
 mod sse;
+pub mod tokens;
 
 use std::pin::Pin;
 use std::time::Duration;

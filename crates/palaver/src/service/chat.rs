@@ -12,11 +12,11 @@ use uuid::Uuid;
 use super::{ConversationService, DEFAULT_TITLE, NewConversationInput, ServiceError};
 use crate::limits::Quotas;
 use crate::pricing::PriceTable;
+use crate::providers::tokens;
 use crate::providers::{
     ChatMessage, ChatRequest, ChatRole, ProviderError, Providers, StreamEvent, Usage,
 };
 use crate::store::{self, Conversation, Message, Role, Store, StoreError, UsageRecord};
-use crate::tokens;
 
 /// How many stored messages are considered for the context before trimming by tokens.
 const HISTORY_WINDOW: u64 = 500;

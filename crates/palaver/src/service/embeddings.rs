@@ -7,9 +7,9 @@ use uuid::Uuid;
 use super::ServiceError;
 use crate::limits::Quotas;
 use crate::pricing::PriceTable;
+use crate::providers::tokens;
 use crate::providers::{EmbeddingRequest, Provider, ProviderError, Providers};
 use crate::store::{self, Store, UsageRecord};
-use crate::tokens;
 
 pub const DEFAULT_EMBEDDING_MODEL: &str = "text-embedding-3-small";
 

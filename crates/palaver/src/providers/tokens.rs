@@ -7,7 +7,7 @@ use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 use tokio::runtime::RuntimeFlavor;
 
-use crate::providers::ChatMessage;
+use super::ChatMessage;
 
 /// Tokens OpenAI adds around each chat message, and to prime the reply
 /// (the "num_tokens_from_messages" recipe of the OpenAI cookbook).
