@@ -111,15 +111,54 @@ mod tests {
         assert_eq!(multi.block_on(async { count_text("gpt-4", "hello") }), 1);
     }
 
+    /// The token ids tiktoken's own tests give for "hello world": cl100k_base
+    /// `[15339, 1917]`, o200k_base `[24912, 2375]` ("hello", " world" in each vocabulary).
+    const CL100K_HELLO: [u32; 2] = [15339, 1917];
+    const O200K_HELLO: [u32; 2] = [24912, 2375];
+
+    #[test]
+    fn each_model_uses_its_own_encoding() {
+        for model in ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "o1", "openai/gpt-4o"] {
+            assert_eq!(
+                bpe_for(model).encode_ordinary("hello world"),
+                O200K_HELLO,
+                "{model} is counted with o200k_base"
+            );
+        }
+        // cl100k for GPT-4 and 3.5, and as the estimate for everything else.
+        for model in [
+            "gpt-4",
+            "gpt-3.5-turbo",
+            "openai/gpt-4",
+            "claude-3-5-sonnet",
+            "mock",
+        ] {
+            assert_eq!(
+                bpe_for(model).encode_ordinary("hello world"),
+                CL100K_HELLO,
+                "{model} is counted with cl100k_base"
+            );
+        }
+    }
+
     #[test]
     fn counts_match_the_reference_encodings() {
-        // Known values: "hello world" is 2 tokens in both cl100k and o200k.
+        // "hello world" is 2 tokens in both encodings.
         assert_eq!(count_text("gpt-4", "hello world"), 2);
         assert_eq!(count_text("gpt-4o", "hello world"), 2);
-        // cl100k and o200k differ on longer text.
+        // o200k's larger vocabulary holds whole non-Latin words that cl100k splits:
+        // cl100k "日" "本" and 語 as two byte pieces; o200k "日本" "語".
+        assert_eq!(count_text("gpt-4", "日本語"), 4);
+        assert_eq!(count_text("gpt-4o", "日本語"), 2);
+        // cl100k "Пр" "ив" "ет" "," " м" "ир" "!"; o200k "Пр" "ивет" "," " мир" "!".
+        assert_eq!(count_text("gpt-4", "Привет, мир!"), 7);
+        assert_eq!(count_text("gpt-4o", "Привет, мир!"), 5);
+        // English splits alike ("Pal" "aver" " keeps" ...); only the Japanese differs.
         let text = "Palaver keeps per-user conversations server-side, 日本語も.";
-        assert_ne!(count_text("gpt-4", text), 0);
-        assert_eq!(count_text("openai/gpt-4", text), count_text("gpt-4", text));
+        assert_eq!(count_text("gpt-4", text), 15);
+        assert_eq!(count_text("gpt-4o", text), 13);
+        assert_eq!(count_text("openai/gpt-4", text), 15);
+        assert_eq!(count_text("openai/gpt-4o", text), 13);
     }
 
     #[test]
