@@ -17,10 +17,14 @@
 //! Admin endpoints (never recorded): `GET /__mock/stats`, `POST /__mock/faults`,
 //! `POST /__mock/reset`.
 
+mod admin;
 mod chat;
+mod embeddings;
+mod endpoint;
 mod handler;
 mod pacer;
 mod render;
+mod response;
 mod stream;
 
 use std::collections::VecDeque;

@@ -126,123 +126,135 @@ fn sse_event(name: &str, v: &Value) -> Bytes {
 
 /// The streaming reply.
 pub(crate) fn plan(api: Api, id: u64, req: &ChatRequest, reply: Reply) -> Plan {
-    let (p, c) = (reply.prompt_tokens, reply.completion_tokens());
     let finish = finish_reason(api, reply.finish);
-    let model = quoted(&req.model);
     match api {
-        Api::OpenAi => {
-            let created = now_secs();
-            let head = format!(
-                r#""id":"chatcmpl-mock{id}","object":"chat.completion.chunk","created":{created},"model":{model},"system_fingerprint":"fp_mock""#
-            );
-            let choice = |delta: &str, finish: &str| {
-                Bytes::from(
-                    format!(
-                        r#"data: {{{head},"choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#
-                    ) + "\n\n",
-                )
-            };
-            let pre = vec![choice(
-                r#"{"role":"assistant","content":"","refusal":null}"#,
-                "null",
-            )];
-            let mut post = vec![choice("{}", &quoted(finish))];
-            if req.include_usage {
-                post.push(Bytes::from(format!(
-                    r#"data: {{{head},"choices":[],"usage":{{"prompt_tokens":{p},"completion_tokens":{c},"total_tokens":{}}}}}"#,
-                    p + c
-                ) + "\n\n"));
-            }
-            post.push(Bytes::from_static(b"data: [DONE]\n\n"));
-            let format = WordFormat {
-                prefix: format!(r#"data: {{{head},"choices":[{{"index":0,"delta":{{"content":"#),
-                suffix: r#"},"logprobs":null,"finish_reason":null}]}"#.to_owned() + "\n\n",
-                last_suffix: None,
-                array: false,
-            };
-            Plan {
-                pre,
-                word_events: c,
-                reply,
-                format,
-                post,
-            }
-        }
-        Api::Anthropic => {
-            let pre = vec![
-                sse_event(
-                    "message_start",
-                    &json!({"type": "message_start", "message": {
-                        "id": format!("msg_mock{id}"), "type": "message", "role": "assistant", "model": req.model,
-                        "content": [], "stop_reason": null, "stop_sequence": null,
-                        "usage": {"input_tokens": p, "output_tokens": 1},
-                    }}),
-                ),
-                sse_event(
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-                ),
-                sse_event("ping", &json!({"type": "ping"})),
-            ];
-            let post = vec![
-                sse_event(
-                    "content_block_stop",
-                    &json!({"type": "content_block_stop", "index": 0}),
-                ),
-                sse_event(
-                    "message_delta",
-                    &json!({"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": null},
-                        "usage": {"output_tokens": c}}),
-                ),
-                sse_event("message_stop", &json!({"type": "message_stop"})),
-            ];
-            let format = WordFormat {
-                prefix: concat!(
-                    "event: content_block_delta\n",
-                    r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#
-                )
-                .to_owned(),
-                suffix: "}}\n\n".to_owned(),
-                last_suffix: None,
-                array: false,
-            };
-            Plan {
-                pre,
-                word_events: c,
-                reply,
-                format,
-                post,
-            }
-        }
-        Api::Gemini { sse } => {
-            let (lead, tail) = if sse {
-                ("data: ", "\r\n\r\n")
-            } else {
-                ("", "")
-            };
-            let usage = gemini_usage(&reply);
-            let format = WordFormat {
-                prefix: format!(
-                    r#"{lead}{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"#
-                ),
-                suffix: format!(
-                    r#"}}]}},"index":0}}],"modelVersion":{model},"responseId":"mock{id}"}}{tail}"#
-                ),
-                last_suffix: Some(format!(
-                    r#"}}]}},"finishReason":"{finish}","index":0}}],"usageMetadata":{usage},"modelVersion":{model},"responseId":"mock{id}"}}{tail}"#
-                )),
-                array: !sse,
-            };
-            // An empty reply still sends one (empty, final) chunk.
-            let word_events = c.max(1);
-            Plan {
-                pre: Vec::new(),
-                word_events,
-                reply,
-                format,
-                post: Vec::new(),
-            }
-        }
+        Api::OpenAi => openai_plan(id, req, reply, finish),
+        Api::Anthropic => anthropic_plan(id, req, reply, finish),
+        Api::Gemini { sse } => gemini_plan(sse, id, req, reply, finish),
+    }
+}
+
+/// `data:` chunks: the role, a chunk per word, the finish, the usage when asked, `[DONE]`.
+fn openai_plan(id: u64, req: &ChatRequest, reply: Reply, finish: &str) -> Plan {
+    let (p, c) = (reply.prompt_tokens, reply.completion_tokens());
+    let model = quoted(&req.model);
+    let created = now_secs();
+    let head = format!(
+        r#""id":"chatcmpl-mock{id}","object":"chat.completion.chunk","created":{created},"model":{model},"system_fingerprint":"fp_mock""#
+    );
+    let choice = |delta: &str, finish: &str| {
+        Bytes::from(
+            format!(
+                r#"data: {{{head},"choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#
+            ) + "\n\n",
+        )
+    };
+    let pre = vec![choice(
+        r#"{"role":"assistant","content":"","refusal":null}"#,
+        "null",
+    )];
+    let mut post = vec![choice("{}", &quoted(finish))];
+    if req.include_usage {
+        post.push(Bytes::from(format!(
+                r#"data: {{{head},"choices":[],"usage":{{"prompt_tokens":{p},"completion_tokens":{c},"total_tokens":{}}}}}"#,
+                p + c
+            ) + "\n\n"));
+    }
+    post.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let format = WordFormat {
+        prefix: format!(r#"data: {{{head},"choices":[{{"index":0,"delta":{{"content":"#),
+        suffix: r#"},"logprobs":null,"finish_reason":null}]}"#.to_owned() + "\n\n",
+        last_suffix: None,
+        array: false,
+    };
+    Plan {
+        pre,
+        word_events: c,
+        reply,
+        format,
+        post,
+    }
+}
+
+/// Named events: `message_start`, a `content_block_delta` per word, `message_delta` (stop
+/// reason, output tokens), `message_stop`.
+fn anthropic_plan(id: u64, req: &ChatRequest, reply: Reply, finish: &str) -> Plan {
+    let (p, c) = (reply.prompt_tokens, reply.completion_tokens());
+    let pre = vec![
+        sse_event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": format!("msg_mock{id}"), "type": "message", "role": "assistant", "model": req.model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": p, "output_tokens": 1},
+            }}),
+        ),
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        sse_event("ping", &json!({"type": "ping"})),
+    ];
+    let post = vec![
+        sse_event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        ),
+        sse_event(
+            "message_delta",
+            &json!({"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": null},
+                    "usage": {"output_tokens": c}}),
+        ),
+        sse_event("message_stop", &json!({"type": "message_stop"})),
+    ];
+    let format = WordFormat {
+        prefix: concat!(
+            "event: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#
+        )
+        .to_owned(),
+        suffix: "}}\n\n".to_owned(),
+        last_suffix: None,
+        array: false,
+    };
+    Plan {
+        pre,
+        word_events: c,
+        reply,
+        format,
+        post,
+    }
+}
+
+/// A whole response per word, the last with the finish reason and usage; SSE `data:`
+/// events, or one JSON array.
+fn gemini_plan(sse: bool, id: u64, req: &ChatRequest, reply: Reply, finish: &str) -> Plan {
+    let c = reply.completion_tokens();
+    let model = quoted(&req.model);
+    let (lead, tail) = if sse {
+        ("data: ", "\r\n\r\n")
+    } else {
+        ("", "")
+    };
+    let usage = gemini_usage(&reply);
+    let format = WordFormat {
+        prefix: format!(r#"{lead}{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"#),
+        suffix: format!(
+            r#"}}]}},"index":0}}],"modelVersion":{model},"responseId":"mock{id}"}}{tail}"#
+        ),
+        last_suffix: Some(format!(
+            r#"}}]}},"finishReason":"{finish}","index":0}}],"usageMetadata":{usage},"modelVersion":{model},"responseId":"mock{id}"}}{tail}"#
+        )),
+        array: !sse,
+    };
+    // An empty reply still sends one (empty, final) chunk.
+    let word_events = c.max(1);
+    Plan {
+        pre: Vec::new(),
+        word_events,
+        reply,
+        format,
+        post: Vec::new(),
     }
 }
 
