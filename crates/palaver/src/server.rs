@@ -38,7 +38,7 @@ pub enum StartupError {
     Gateway(#[from] crate::gateway::GatewayError),
     #[error("providers: {0}")]
     Providers(#[from] ProviderError),
-    /// [jobs]
+    /// \[jobs\]
     #[error("jobs: {0}")]
     Jobs(#[from] crate::jobs::JobsError),
     #[error("{0}")]

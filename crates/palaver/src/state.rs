@@ -34,6 +34,6 @@ pub struct AppState {
     /// Per-IP limit on failed authentications.
     pub auth_failures: Arc<RateLimiter>,
     pub quotas: Arc<Quotas>,
-    /// Background jobs: enqueue and read (`crate::jobs`). [jobs]
+    /// Background jobs: enqueue and read (`crate::jobs`). \[jobs\]
     pub jobs: crate::jobs::Jobs,
 }

@@ -1,11 +1,11 @@
-//! Background jobs: the `ai-tasks` queue. [jobs]
+//! Background jobs: the `ai-tasks` queue. \[jobs\]
 
 use std::time::Duration;
 
 use super::ConfigError;
 use super::env::Env;
 
-/// Background jobs (the `ai-tasks` queue). [jobs]
+/// Background jobs (the `ai-tasks` queue). \[jobs\]
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
     /// Jobs a process runs at once (`WORKER_CONCURRENCY`, default 4; 0 runs no worker).
@@ -21,7 +21,7 @@ pub struct JobsConfig {
     pub heartbeat: Duration,
 }
 
-/// [jobs] `WORKER_CONCURRENCY`, `JOB_BACKOFF_MS`, `JOB_QUEUE`, `JOB_HEARTBEAT_SECS`.
+/// \[jobs\] `WORKER_CONCURRENCY`, `JOB_BACKOFF_MS`, `JOB_QUEUE`, `JOB_HEARTBEAT_SECS`.
 pub(super) fn jobs_config(env: &Env) -> Result<JobsConfig, ConfigError> {
     let queue = env.get("JOB_QUEUE").unwrap_or("ai-tasks").trim().to_owned();
     if queue.len() > 100

@@ -71,7 +71,7 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
-    /// Background jobs. [jobs]
+    /// Background jobs. \[jobs\]
     pub jobs: JobsConfig,
 }
 

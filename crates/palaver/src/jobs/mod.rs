@@ -1,7 +1,7 @@
 //! Background jobs: the `ai-tasks` queue of API.md (`POST /ai/jobs`, `GET /ai/jobs/:id`).
 //!
 //! Two halves with one rule between them:
-//! - **State** is the `jobs` table of the main database ([`repo`]): status, progress,
+//! - **State** is the `jobs` table of the main database (`repo`): status, progress,
 //!   attempts, result, error, and a lease. Every instance reads it; only the worker holding
 //!   the lease writes it.
 //! - **Delivery**, with `REDIS_URL`, is apalis-redis: a [`queue::Envelope`] `{jobId, attempt}`
@@ -13,7 +13,7 @@
 //! Retries: a failed attempt that may succeed later schedules the next attempt with a delay
 //! (`JOB_BACKOFF_MS`, doubled per attempt) and marks the job `delayed`; after `maxAttempts`
 //! the job is `failed` with the public message of the error. A completion job writes into its
-//! conversation through [`scoped::JobScopedStore`], which tags its messages with the job id
+//! conversation through `scoped::JobScopedStore`, which tags its messages with the job id
 //! so that a re-run never stores a second user message or reply.
 
 pub mod api;
