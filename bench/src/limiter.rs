@@ -111,6 +111,10 @@ async fn redis_sequential(
     Ok((limiter, n))
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "load generator: every task is awaited before the function returns"
+)]
 async fn redis_concurrent(
     limiter: Arc<RedisGcra>,
     keys: &[String],

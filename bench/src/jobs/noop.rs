@@ -99,6 +99,10 @@ pub(super) async fn apalis_noop(
     Ok(noop_row(n, concurrency, push, pushed, handled, drained))
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the benchmark's own worker: joined through its handle when the run stops it"
+)]
 fn start_worker(
     storage: &RedisStorage<Envelope>,
     queue: &str,
