@@ -18,6 +18,18 @@ pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> 
     };
     let keys: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
 
+    in_process_one_thread(rate, &keys, decisions);
+    in_process_all_threads(rate, &keys, decisions)?;
+
+    let Some(url) = redis else {
+        println!("redis: skipped (pass --redis redis://127.0.0.1:6379)");
+        return Ok(());
+    };
+    let (limiter, n) = redis_sequential(&url, rate, &keys, decisions).await?;
+    redis_concurrent(limiter, &keys, n).await
+}
+
+fn in_process_one_thread(rate: Rate, keys: &[String], decisions: usize) {
     let local = LocalGcra::new(rate);
     let started = Instant::now();
     for i in 0..decisions {
@@ -28,7 +40,9 @@ pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> 
         "in-process, 1 thread:   {:>8.3} µs per decision ({decisions} decisions)",
         per.as_secs_f64() * 1e6
     );
+}
 
+fn in_process_all_threads(rate: Rate, keys: &[String], decisions: usize) -> anyhow::Result<()> {
     let local = Arc::new(LocalGcra::new(rate));
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -37,7 +51,7 @@ pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> 
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let local = local.clone();
-            let keys = keys.clone();
+            let keys = keys.to_vec();
             std::thread::spawn(move || {
                 for i in 0..decisions / threads {
                     std::hint::black_box(local.check(&keys[(i * 7 + t) % keys.len()], true));
@@ -55,14 +69,20 @@ pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> 
         elapsed.as_secs_f64() * 1e6 / (decisions / threads) as f64,
         decisions as f64 / elapsed.as_secs_f64()
     );
+    Ok(())
+}
 
-    let Some(url) = redis else {
-        println!("redis: skipped (pass --redis redis://127.0.0.1:6379)");
-        return Ok(());
-    };
+/// One decision at a time (one round trip each), beside a bare `PING` round trip; returns
+/// the limiter and the number of decisions each Redis run makes.
+async fn redis_sequential(
+    url: &str,
+    rate: Rate,
+    keys: &[String],
+    decisions: usize,
+) -> anyhow::Result<(Arc<RedisGcra>, usize)> {
     let prefix = format!("bench:{}", std::process::id());
-    let limiter = Arc::new(RedisGcra::connect(&url, rate, &prefix).await?);
-    let client = redis::Client::open(url.as_str())?;
+    let limiter = Arc::new(RedisGcra::connect(url, rate, &prefix).await?);
+    let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let n = decisions.min(20_000);
     for i in 0..1000 {
@@ -88,13 +108,24 @@ pub async fn run(decisions: usize, redis: Option<String>) -> anyhow::Result<()> 
         samples[n * 99 / 100].as_secs_f64() * 1e6,
         ping.as_secs_f64() * 1e6
     );
+    Ok((limiter, n))
+}
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "load generator: every task is awaited before the function returns"
+)]
+async fn redis_concurrent(
+    limiter: Arc<RedisGcra>,
+    keys: &[String],
+    n: usize,
+) -> anyhow::Result<()> {
     let concurrency = 64;
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|t| {
             let limiter = limiter.clone();
-            let keys = keys.clone();
+            let keys = keys.to_vec();
             tokio::spawn(async move {
                 for i in 0..n / concurrency {
                     limiter

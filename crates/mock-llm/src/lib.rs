@@ -258,6 +258,10 @@ impl MockLlm {
         let addr = listener.local_addr()?;
         let state = MockState::new(config);
         let served = state.clone();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the server task is owned by MockLlm, which aborts it on shutdown or drop"
+        )]
         let task = tokio::spawn(async move {
             if let Err(e) = serve(listener, served).await {
                 tracing::warn!(error = %e, "mock-llm stopped");

@@ -1,7 +1,9 @@
 //! The mock server over real HTTP, as its clients see it.
 
-// Helpers outside #[test] functions unwrap too: this whole file is test code.
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] functions unwrap too: this whole file is test code"
+)]
 
 use std::time::{Duration, Instant};
 

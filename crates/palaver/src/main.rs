@@ -1,5 +1,6 @@
 //! The `palaver` binary: a thin clap front over the library.
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -42,15 +43,34 @@ enum Command {
     Openapi,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors end the process with one line on stderr (`palaver: <VAR>: <message>` for a
+/// configuration error), never a backtrace, whatever `RUST_BACKTRACE` says.
+fn main() -> ExitCode {
     let started = Instant::now();
     let cli = Cli::parse();
-    let config = Config::from_env()?;
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("palaver: {}: {}", err.var, err.message);
+            return ExitCode::from(2);
+        }
+    };
     telemetry::init_tracing(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config, started))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config, started))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` puts the causes on the same line; `{:?}` would add the backtrace.
+            eprintln!("palaver: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(command: Command, mut config: Config, started: Instant) -> anyhow::Result<()> {

@@ -225,6 +225,10 @@ async fn serve(
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test server's handle is kept in TestApp, which stops it on drop"
+    )]
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));

@@ -30,6 +30,7 @@ pub fn postgres_url() -> Option<String> {
                 std::env::var("PALAVER_REQUIRE_POSTGRES").as_deref() != Ok("1"),
                 "PALAVER_REQUIRE_POSTGRES=1 but PALAVER_TEST_DATABASE_URL is not set"
             );
+            super::skip("no PostgreSQL (PALAVER_TEST_DATABASE_URL unset)");
             None
         }
     }
@@ -44,6 +45,7 @@ pub fn redis_url() -> Option<String> {
                 std::env::var("PALAVER_REQUIRE_REDIS").as_deref() != Ok("1"),
                 "PALAVER_REQUIRE_REDIS=1 but PALAVER_TEST_REDIS_URL is not set"
             );
+            super::skip("no Redis (PALAVER_TEST_REDIS_URL unset)");
             None
         }
     }

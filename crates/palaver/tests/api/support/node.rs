@@ -35,8 +35,8 @@ impl SocketDriver {
                 !required,
                 "PALAVER_REQUIRE_NODE=1 but tests/socketio has no node_modules: run `npm ci` there"
             );
-            eprintln!(
-                "skipped: socket.io-client is not installed (npm ci in crates/palaver/tests/socketio)"
+            super::skip(
+                "no socket.io-client (npm ci in crates/palaver/tests/socketio; PALAVER_REQUIRE_NODE unset)",
             );
             return None;
         }
@@ -55,7 +55,7 @@ impl SocketDriver {
                     !required,
                     "PALAVER_REQUIRE_NODE=1 but node cannot start: {e}"
                 );
-                eprintln!("skipped: node cannot start: {e}");
+                super::skip(&format!("no Node ({e}; PALAVER_REQUIRE_NODE unset)"));
                 return None;
             }
         };
