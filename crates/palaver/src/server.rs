@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthConfigError, JwtVerifier, KnownUsers};
-use crate::config::{Config, ConfigError, DatabaseConfig};
+use crate::config::{Config, ConfigError};
 use crate::limits::{LimitError, LocalGcra, QuotaError, Quotas, Rate, RateLimiter, RedisGcra};
 use crate::pricing::{PriceError, PriceTable};
 use crate::providers::{ProviderError, Providers};
@@ -18,7 +18,7 @@ use crate::service::{
     ActiveStreams, ChatDefaults, ChatService, ConversationService, EmbeddingService, UsageService,
 };
 use crate::state::AppState;
-use crate::store::{PgStore, SqliteStore, Store, StoreError};
+use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -45,16 +45,10 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
 }
 
-/// Connects the configured store (SQLite file or PostgreSQL) and applies migrations.
-pub async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
-    let store: Arc<dyn Store> = match &config.database {
-        DatabaseConfig::Sqlite { url } => Arc::new(SqliteStore::connect(url).await?),
-        DatabaseConfig::Postgres { url } => {
-            Arc::new(PgStore::connect_with(url, config.database_pool_size).await?)
-        }
-    };
-    store.migrate().await?;
-    Ok(store)
+/// Connects the configured store and `jobs` table (SQLite file or PostgreSQL) and applies
+/// migrations.
+pub async fn connect_store(config: &Config) -> Result<store::Backend, StartupError> {
+    Ok(store::connect(&config.database, config.database_pool_size).await?)
 }
 
 /// The JWT secret of the embedded mode: generated once, kept in the data directory.
@@ -117,7 +111,10 @@ pub fn resolve_jwt(config: &mut Config) -> Result<(), StartupError> {
 /// Builds the shared state: store (migrated), JWT verifier, providers, services.
 pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
     resolve_jwt(&mut config)?;
-    let store = connect_store(&config).await?;
+    let store::Backend {
+        store,
+        jobs: job_store,
+    } = connect_store(&config).await?;
     let verifier = JwtVerifier::from_config(&config.jwt).await?;
     let providers = Arc::new(Providers::from_config(&config)?);
     let prices = Arc::new(PriceTable::load(config.prices_file.as_deref())?);
@@ -168,7 +165,7 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         prices: prices.clone(),
         defaults: defaults.clone(),
     };
-    let jobs = crate::jobs::Jobs::connect(&config, jobs_chat).await?;
+    let jobs = crate::jobs::Jobs::connect(&config, jobs_chat, job_store).await?;
     Ok(AppState {
         jobs,
         conversations: ConversationService::new(store.clone()),

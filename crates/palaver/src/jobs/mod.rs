@@ -1,7 +1,7 @@
 //! Background jobs: the `ai-tasks` queue of API.md (`POST /ai/jobs`, `GET /ai/jobs/:id`).
 //!
 //! Two halves with one rule between them:
-//! - **State** is the `jobs` table of the main database ([`repo`]): status, progress,
+//! - **State** is the `jobs` table of the main database ([`crate::store::JobStore`]): status, progress,
 //!   attempts, result, error, and a lease. Every instance reads it; only the worker holding
 //!   the lease writes it.
 //! - **Delivery**, with `REDIS_URL`, is apalis-redis: a [`queue::Envelope`] `{jobId, attempt}`
@@ -19,7 +19,6 @@
 pub mod api;
 mod progress;
 mod queue;
-mod repo;
 mod runner;
 mod scoped;
 mod worker;
@@ -38,7 +37,7 @@ use crate::error::{ApiError, FieldError};
 use crate::pricing::PriceTable;
 use crate::providers::Providers;
 use crate::service::{ChatDefaults, ConversationService};
-use crate::store::{self, Store, Timestamp};
+use crate::store::{self, JobStore, JobStoreError, Store};
 
 pub use queue::{Envelope, QueueError};
 
@@ -49,102 +48,12 @@ pub mod bench_support {
     pub use super::queue::{Pushed, redis_config, task};
     pub use super::worker::{POLL_EVERY, Wakeups};
 }
-pub use repo::RepoError;
+pub use crate::store::jobs::{Job, JobKind, JobStatus};
 pub use runner::RunError;
 pub use worker::{Workers, run_standalone, start_workers};
 
 /// Attempts a job gets before it is `failed` (API.md: `maxAttempts` default 3).
 pub const MAX_ATTEMPTS: i32 = 3;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum JobKind {
-    #[serde(rename = "generate-completion")]
-    GenerateCompletion,
-    #[serde(rename = "generate-embeddings")]
-    GenerateEmbeddings,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::GenerateCompletion => "generate-completion",
-            JobKind::GenerateEmbeddings => "generate-embeddings",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobKind> {
-        match s {
-            "generate-completion" => Some(JobKind::GenerateCompletion),
-            "generate-embeddings" => Some(JobKind::GenerateEmbeddings),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobStatus {
-    Waiting,
-    Active,
-    Completed,
-    Failed,
-    Delayed,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Waiting => "waiting",
-            JobStatus::Active => "active",
-            JobStatus::Completed => "completed",
-            JobStatus::Failed => "failed",
-            JobStatus::Delayed => "delayed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobStatus> {
-        match s {
-            "waiting" => Some(JobStatus::Waiting),
-            "active" => Some(JobStatus::Active),
-            "completed" => Some(JobStatus::Completed),
-            "failed" => Some(JobStatus::Failed),
-            "delayed" => Some(JobStatus::Delayed),
-            _ => None,
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed)
-    }
-}
-
-/// One row of the `jobs` table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    pub id: Uuid,
-    pub user_id: String,
-    pub kind: JobKind,
-    /// The validated `data` of the request.
-    pub data: Value,
-    pub status: JobStatus,
-    pub progress: i32,
-    /// Attempts started so far (the one running included).
-    pub attempts: i32,
-    pub max_attempts: i32,
-    /// Set when completed (a completion job also keeps it while its reply is being stored).
-    pub result: Option<Value>,
-    /// The public message of the last failure.
-    pub error: Option<String>,
-    /// The conversation a completion job writes to, once known.
-    pub conversation_id: Option<Uuid>,
-    /// When a delayed job is due.
-    pub run_at: Option<Timestamp>,
-    /// The lease of the attempt running now: a token unique to that attempt, and its expiry.
-    pub locked_by: Option<String>,
-    pub locked_until: Option<Timestamp>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
 
 /// A `job:progress`, `job:completed` or `job:failed` event and the user it is for.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,7 +78,7 @@ pub struct EmbeddingJobData {
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
     #[error(transparent)]
-    Repo(#[from] RepoError),
+    Repo(#[from] JobStoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
@@ -190,7 +99,7 @@ pub struct Jobs {
 }
 
 struct Inner {
-    repo: repo::JobRepo,
+    repo: Arc<dyn JobStore>,
     queue: queue::JobQueue,
     chat: ChatParts,
     conversations: ConversationService,
@@ -202,9 +111,12 @@ struct Inner {
 }
 
 impl Jobs {
-    /// Opens the `jobs` table (migrated with the store) and the queue backend.
-    pub async fn connect(config: &Config, chat: ChatParts) -> Result<Jobs, JobsError> {
-        let repo = repo::JobRepo::new(chat.store.shared_pool());
+    /// The job service on the `jobs` table `repo` (migrated with the store) and the queue backend.
+    pub async fn connect(
+        config: &Config,
+        chat: ChatParts,
+        repo: Arc<dyn JobStore>,
+    ) -> Result<Jobs, JobsError> {
         let queue = queue::JobQueue::connect(config).await?;
         let adopted = repo.adopt_unassigned(queue.name()).await?;
         if adopted > 0 {

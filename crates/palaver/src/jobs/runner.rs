@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use super::progress::{CONTEXT_BUILT, ProgressSink};
 use super::queue::{Envelope, Storage};
-use super::repo::{Finish, JobRepo, RepoError, Stranded, Unreadable};
 use super::scoped::{JobScopedStore, completion_result, is_from_job, reply_id};
 use super::{EmbeddingJobData, Inner, Job, JobEvent, JobKind, JobStatus, Jobs};
 use crate::api::chat::ChatRequest;
@@ -24,6 +23,7 @@ use crate::error::ApiError;
 use crate::providers::ProviderError;
 use crate::service::{ChatMode, ChatService, DEFAULT_TITLE, NewConversationInput, ServiceError};
 use crate::state::AppState;
+use crate::store::jobs::{Finish, JobStore, JobStoreError, Stranded, Unreadable};
 use crate::store::{self, Role, StoreError};
 
 /// Progress is written and emitted at most this often.
@@ -34,7 +34,7 @@ const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Repo(#[from] RepoError),
+    Repo(#[from] JobStoreError),
 }
 
 /// How an attempt's work ended.
@@ -66,7 +66,7 @@ impl Runner {
         &self.jobs.inner
     }
 
-    fn repo(&self) -> &JobRepo {
+    fn repo(&self) -> &Arc<dyn JobStore> {
         &self.inner().repo
     }
 
@@ -88,7 +88,7 @@ impl Runner {
     }
 
     /// The table queue: claims up to `limit` due jobs of this process's queue, under one lease
-    /// token (see [`JobRepo::claim_due`]), for [`Runner::execute`].
+    /// token (see [`JobStore::claim_due`]), for [`Runner::execute`].
     pub async fn claim_due(&self, limit: usize) -> Result<(Vec<Job>, String), RunError> {
         let token = Uuid::now_v7().to_string();
         let now = store::now();
@@ -498,7 +498,7 @@ impl Runner {
         }
     }
 
-    /// Queues again the jobs whose deliveries seem lost (see [`JobRepo::stranded`]); none are
+    /// Queues again the jobs whose deliveries seem lost (see [`JobStore::stranded`]); none are
     /// with the table queue, where a job's row is its delivery.
     pub async fn rescue_stranded(&self, older_than: Duration) -> Result<usize, RunError> {
         if matches!(self.inner().queue.storage(), Storage::Table) {
@@ -630,11 +630,10 @@ fn public_error(error: ServiceError) -> String {
     }
 }
 
-fn repo_error(err: RepoError) -> ServiceError {
+fn repo_error(err: JobStoreError) -> ServiceError {
     match err {
-        RepoError::Database(e) => ServiceError::Store(StoreError::Database(e)),
-        RepoError::Embedded(e) => ServiceError::Store(StoreError::from(e)),
-        RepoError::Corrupt(detail) => ServiceError::Limits(detail),
+        JobStoreError::Corrupt(detail) => ServiceError::Limits(detail),
+        other => ServiceError::Store(StoreError::from(other)),
     }
 }
 

@@ -17,10 +17,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::repo::JobRepo;
 use crate::store::{
-    Conversation, Message, NewConversation, Role, Store, StoreError, StoreResult, Timestamp,
-    UsageRecord, UsageTotals, User,
+    Conversation, JobStore, Message, NewConversation, Role, Store, StoreError, StoreResult,
+    Timestamp, UsageRecord, UsageTotals, User,
 };
 
 /// Whether `message` was stored by job `job_id`.
@@ -46,7 +45,7 @@ pub fn completion_result(reply: &Message, total_tokens: i64) -> Value {
 
 pub struct JobScopedStore {
     inner: Arc<dyn Store>,
-    repo: JobRepo,
+    repo: Arc<dyn JobStore>,
     job_id: Uuid,
     /// The lease token of the attempt.
     token: String,
@@ -57,7 +56,7 @@ pub struct JobScopedStore {
 impl JobScopedStore {
     pub fn new(
         inner: Arc<dyn Store>,
-        repo: JobRepo,
+        repo: Arc<dyn JobStore>,
         job_id: Uuid,
         token: String,
         user_message_stored: bool,
@@ -86,10 +85,6 @@ impl JobScopedStore {
 
 #[async_trait]
 impl Store for JobScopedStore {
-    fn shared_pool(&self) -> crate::store::SharedPool {
-        self.inner.shared_pool()
-    }
-
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
@@ -173,7 +168,7 @@ impl Store for JobScopedStore {
                     .repo
                     .stash_result(self.job_id, &self.token, &result)
                     .await
-                    .map_err(repo_error)?
+                    .map_err(StoreError::from)?
                 {
                     // The lease was lost: another worker has the job now; it stores the reply.
                     return Err(StoreError::Conflict);
@@ -194,13 +189,5 @@ impl Store for JobScopedStore {
 
     async fn tokens_used_since(&self, user_id: &str, since: Timestamp) -> StoreResult<i64> {
         self.inner.tokens_used_since(user_id, since).await
-    }
-}
-
-fn repo_error(err: super::RepoError) -> StoreError {
-    match err {
-        super::RepoError::Database(e) => StoreError::Database(e),
-        super::RepoError::Embedded(e) => StoreError::from(e),
-        other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
     }
 }

@@ -1,22 +1,35 @@
-//! Storage: one narrow trait, two implementations (SQLite and PostgreSQL).
+//! Storage: two narrow traits, [`Store`] (users, conversations, messages, usage) and
+//! [`JobStore`] (the `jobs` table), each with a SQLite and a PostgreSQL implementation
+//! (`sqlite/`, `postgres/`; SQLite runs on the [`embedded`] engine). [`connect`] opens both on
+//! one database, so no connection pool leaves this module.
 //!
 //! The service layer creates ids and timestamps; a store writes what it is given.
 //! Every read that takes a `user_id` is scoped to that user, so another user's rows
 //! are indistinguishable from missing ones.
 
 pub mod embedded;
+pub mod jobs;
 mod postgres;
 mod sqlite;
 mod types;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+use crate::config::DatabaseConfig;
+
+pub use jobs::{JobStore, JobStoreError, JobStoreResult};
+pub use postgres::{PgJobStore, PgStore};
+pub use sqlite::{SqliteJobStore, SqliteStore};
 pub use types::*;
 
-/// Storage errors: the caller only ever needs to tell "not there" from "broken".
+/// A backend's own error, kept as the source of [`StoreError::Other`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Storage errors: the caller only ever needs to tell "not there" and "already there" from
+/// "broken" (which keeps the backend's error, to log).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
@@ -24,20 +37,49 @@ pub enum StoreError {
     #[error("a row with this key already exists")]
     Conflict,
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database error: {0}")]
-    Embedded(embedded::DbError),
-    #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Other(#[source] BoxError),
+}
+
+impl StoreError {
+    pub fn other(e: impl Into<BoxError>) -> StoreError {
+        StoreError::Other(e.into())
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A store's connection pool (see [`Store::shared_pool`]).
+/// The opened database: the conversation store and the `jobs` table, on one connection pool
+/// (on SQLite, one writer thread: their writes never wait on each other's file lock, and
+/// commit together).
 #[derive(Clone)]
-pub enum SharedPool {
-    Sqlite(embedded::Db),
-    Postgres(sqlx::PgPool),
+pub struct Backend {
+    pub store: Arc<dyn Store>,
+    pub jobs: Arc<dyn JobStore>,
+}
+
+/// Opens the configured database (a SQLite file, or PostgreSQL with up to `pool_size`
+/// connections) and applies pending migrations.
+pub async fn connect(config: &DatabaseConfig, pool_size: u32) -> StoreResult<Backend> {
+    let backend = match config {
+        DatabaseConfig::Sqlite { url } => {
+            let store = SqliteStore::connect(url).await?;
+            let jobs = Arc::new(store.jobs());
+            Backend {
+                store: Arc::new(store),
+                jobs,
+            }
+        }
+        DatabaseConfig::Postgres { url } => {
+            let store = PgStore::connect_with(url, pool_size).await?;
+            let jobs = Arc::new(store.jobs());
+            Backend {
+                store: Arc::new(store),
+                jobs,
+            }
+        }
+    };
+    backend.store.migrate().await?;
+    Ok(backend)
 }
 
 #[async_trait]
@@ -45,12 +87,7 @@ pub trait Store: Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 
-    /// The connection pool, for components that keep their own tables in the same database
-    /// (the `jobs` table): on SQLite they share the store's one writer thread, so that
-    /// writers never wait on each other's file lock and commit together.
-    fn shared_pool(&self) -> SharedPool;
-
-    /// Applies pending migrations.
+    /// Applies pending migrations (of the `jobs` table too).
     async fn migrate(&self) -> StoreResult<()>;
 
     /// A cheap round trip, for `/ready`.

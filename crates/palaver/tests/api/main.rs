@@ -7,6 +7,7 @@
 mod auth;
 mod chat;
 mod conversations;
+mod job_store_conformance;
 mod jobs;
 mod limits;
 mod platform;

@@ -1,5 +1,8 @@
 //! The scaled-out store: PostgreSQL, shared by every instance.
 
+mod jobs;
+mod usage;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,9 +11,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    Conversation, Message, ModelUsage, NewConversation, Role, SharedPool, Store, StoreError,
-    StoreResult, Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, Message, NewConversation, Role, Store, StoreError, StoreResult, Timestamp,
+    UsageRecord, UsageTotals, User,
 };
+pub use jobs::PgJobStore;
 
 pub struct PgStore {
     pool: PgPool,
@@ -35,9 +39,8 @@ fn message(row: &PgRow) -> StoreResult<Message> {
     Ok(Message {
         id: row.try_get("id")?,
         conversation_id: row.try_get("conversation_id")?,
-        role: Role::parse(role).ok_or_else(|| {
-            StoreError::Database(sqlx::Error::Decode(format!("bad role `{role}`").into()))
-        })?,
+        role: Role::parse(role)
+            .ok_or_else(|| StoreError::other(format!("bad role `{role}` in a message row")))?,
         content: row.try_get("content")?,
         tokens: row.try_get("tokens")?,
         model: row.try_get("model")?,
@@ -46,7 +49,12 @@ fn message(row: &PgRow) -> StoreResult<Message> {
     })
 }
 
-const CONVERSATIONS: &str = "SELECT id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at FROM conversations";
+/// Selects the columns [`conversation`] reads.
+macro_rules! conversations {
+    () => {
+        "SELECT id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at FROM conversations"
+    };
+}
 
 impl PgStore {
     /// A pool of 10 connections.
@@ -66,8 +74,15 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// The `jobs` table of this database, on the same pool.
+    pub fn jobs(&self) -> PgJobStore {
+        PgJobStore::new(self.pool.clone())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        StoreError::Other(Box::new(e))
     }
 }
 
@@ -77,14 +92,11 @@ impl Store for PgStore {
         "postgres"
     }
 
-    fn shared_pool(&self) -> SharedPool {
-        SharedPool::Postgres(self.pool.clone())
-    }
-
     async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)
-            .await?;
+            .await
+            .map_err(StoreError::other)?;
         Ok(())
     }
 
@@ -156,9 +168,10 @@ impl Store for PgStore {
                 .bind(user_id)
                 .fetch_one(&self.pool)
                 .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CONVERSATIONS} WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
-        )))
+        let rows = sqlx::query(concat!(
+            conversations!(),
+            " WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
+        ))
         .bind(user_id)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
@@ -172,13 +185,11 @@ impl Store for PgStore {
     }
 
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CONVERSATIONS} WHERE id = $1 AND user_id = $2"
-        )))
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(concat!(conversations!(), " WHERE id = $1 AND user_id = $2"))
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(conversation).transpose()
     }
 
@@ -247,61 +258,7 @@ impl Store for PgStore {
     }
 
     async fn usage_stats(&self, user_id: &str) -> StoreResult<UsageTotals> {
-        let totals = sqlx::query(
-            "SELECT COALESCE(SUM(prompt_tokens), 0)::BIGINT AS prompt, COALESCE(SUM(completion_tokens), 0)::BIGINT AS completion, \
-             COUNT(*) AS requests, COALESCE(SUM(cost_usd), 0)::DOUBLE PRECISION AS cost, MAX(created_at) AS last \
-             FROM usage_records WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let by_model = sqlx::query(
-            "SELECT model, COUNT(*) AS requests, SUM(prompt_tokens)::BIGINT AS prompt, \
-             SUM(completion_tokens)::BIGINT AS completion, SUM(cost_usd)::DOUBLE PRECISION AS cost \
-             FROM usage_records WHERE user_id = $1 GROUP BY model ORDER BY model",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let conversations_count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&self.pool)
-                .await?;
-        let messages = sqlx::query(
-            "SELECT COUNT(*) AS n, MAX(m.created_at) AS last FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
-
-        let prompt_tokens: i64 = totals.try_get("prompt")?;
-        let completion_tokens: i64 = totals.try_get("completion")?;
-        let last_usage: Option<Timestamp> = totals.try_get("last")?;
-        let last_message: Option<Timestamp> = messages.try_get("last")?;
-        Ok(UsageTotals {
-            total_tokens: prompt_tokens + completion_tokens,
-            prompt_tokens,
-            completion_tokens,
-            requests: totals.try_get("requests")?,
-            cost_usd: totals.try_get("cost")?,
-            conversations_count,
-            messages_count: messages.try_get("n")?,
-            last_used: last_usage.max(last_message),
-            by_model: by_model
-                .iter()
-                .map(|row| {
-                    Ok(ModelUsage {
-                        model: row.try_get("model")?,
-                        requests: row.try_get("requests")?,
-                        prompt_tokens: row.try_get("prompt")?,
-                        completion_tokens: row.try_get("completion")?,
-                        cost_usd: row.try_get("cost")?,
-                    })
-                })
-                .collect::<StoreResult<Vec<_>>>()?,
-        })
+        usage::usage_stats(&self.pool, user_id).await
     }
 
     async fn tokens_used_since(&self, user_id: &str, since: Timestamp) -> StoreResult<i64> {

@@ -1,0 +1,275 @@
+//! The embedded store: one SQLite file in WAL mode, on the [`embedded`](super::embedded)
+//! engine (one writer thread committing concurrent writes together, read-only connections
+//! beside it). Ids are stored as hyphenated text and times as fixed-width RFC 3339 text,
+//! which sorts like the instant it names.
+
+mod conversations;
+mod job_rows;
+mod jobs;
+mod usage;
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+use uuid::Uuid;
+
+use super::embedded::{Db, DbError};
+use super::{
+    Conversation, Message, NewConversation, Store, StoreError, StoreResult, Timestamp, UsageRecord,
+    UsageTotals, User,
+};
+use conversations::{
+    ConversationRow, MessageRow, conversation, conversation_columns, message, message_columns,
+    ts_at,
+};
+pub use jobs::SqliteJobStore;
+use usage::{UsageRow, usage_stats};
+
+use super::to_sqlite_text as ts;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    db: Db,
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> StoreError {
+        if e.is_unique_violation() {
+            StoreError::Conflict
+        } else {
+            StoreError::Other(Box::new(e))
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `url` (`sqlite://path` or `sqlite::memory:`).
+    pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
+        Ok(SqliteStore {
+            db: Db::open(url).await?,
+        })
+    }
+
+    /// The `jobs` table of this database, on the same engine (one writer thread for both).
+    pub fn jobs(&self) -> SqliteJobStore {
+        SqliteJobStore::new(self.db.clone())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        Ok(self.db.migrate(&MIGRATOR).await?)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+            .await?;
+        Ok(())
+    }
+
+    async fn ensure_user(&self, user_id: &str, now: Timestamp) -> StoreResult<()> {
+        let (user_id, now) = (user_id.to_owned(), ts(now));
+        self.db
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO users (id, total_tokens_used, created_at) VALUES (?1, 0, ?2) \
+                     ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![user_id, now])
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let user_id = user_id.to_owned();
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT id, total_tokens_used, created_at FROM users WHERE id = ?1",
+                )?
+                .query_row([user_id], |row| {
+                    Ok(User {
+                        id: row.get(0)?,
+                        total_tokens_used: row.get(1)?,
+                        created_at: ts_at(row, 2)?,
+                    })
+                })
+                .optional()
+            })
+            .await?)
+    }
+
+    async fn create_conversation(&self, new: &NewConversation) -> StoreResult<Conversation> {
+        let row = ConversationRow::from(new);
+        self.db.write(move |c| row.insert(c)).await?;
+        Ok(new.created())
+    }
+
+    async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()> {
+        if first.conversation_id != new.id {
+            return Err(StoreError::NotFound);
+        }
+        let conversation = ConversationRow::from(new);
+        let message = MessageRow::from(first);
+        self.db
+            .write(move |c| {
+                conversation.insert(c)?;
+                message.insert(c)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn list_conversations(
+        &self,
+        user_id: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<Conversation>, u64)> {
+        let user_id = user_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .read(move |c| {
+                let total: i64 = c
+                    .prepare_cached("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")?
+                    .query_row([&user_id], |r| r.get(0))?;
+                let mut stmt = c.prepare_cached(concat!(
+                    "SELECT ",
+                    conversation_columns!(),
+                    " FROM conversations WHERE user_id = ?1 \
+                     ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+                ))?;
+                let conversations = stmt
+                    .query_map(params![user_id, limit, offset], conversation)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((conversations, u64::try_from(total).unwrap_or(0)))
+            })
+            .await?)
+    }
+
+    async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>> {
+        let (user_id, id) = (user_id.to_owned(), id.to_string());
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    conversation_columns!(),
+                    " FROM conversations WHERE id = ?1 AND user_id = ?2"
+                ))?
+                .query_row([id, user_id], conversation)
+                .optional()
+            })
+            .await?)
+    }
+
+    async fn delete_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<bool> {
+        let (user_id, id) = (user_id.to_owned(), id.to_string());
+        let deleted = self
+            .db
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM conversations WHERE id = ?1 AND user_id = ?2")?
+                    .execute([id, user_id])
+            })
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn list_messages(&self, conversation_id: Uuid) -> StoreResult<Vec<Message>> {
+        let id = conversation_id.to_string();
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE conversation_id = ?1 ORDER BY created_at, seq"
+                ))?
+                .query_map([id], message)?
+                .collect()
+            })
+            .await?)
+    }
+
+    async fn recent_messages(
+        &self,
+        conversation_id: Uuid,
+        limit: u64,
+    ) -> StoreResult<Vec<Message>> {
+        let id = conversation_id.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM (SELECT seq, ",
+                    message_columns!(),
+                    " FROM messages WHERE conversation_id = ?1 ORDER BY created_at DESC, seq DESC LIMIT ?2) \
+                     ORDER BY created_at, seq"
+                ))?
+                .query_map(params![id, limit], message)?
+                .collect()
+            })
+            .await?)
+    }
+
+    async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
+        // Nothing is written when the conversation is missing; the usage record goes in the
+        // same transaction as its message (triggers move the conversation and the user's total).
+        let row = MessageRow::from(msg);
+        let usage = usage.map(UsageRow::from);
+        let stored = self
+            .db
+            .write(move |c| {
+                let stored = row.insert(c)?;
+                if stored == 1
+                    && let Some(usage) = usage
+                {
+                    usage.insert(c)?;
+                }
+                Ok(stored)
+            })
+            .await?;
+        if stored == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
+        let usage = UsageRow::from(usage);
+        self.db.write(move |c| usage.insert(c)).await?;
+        Ok(())
+    }
+
+    async fn usage_stats(&self, user_id: &str) -> StoreResult<UsageTotals> {
+        let user_id = user_id.to_owned();
+        Ok(self.db.read(move |c| usage_stats(c, &user_id)).await?)
+    }
+
+    async fn tokens_used_since(&self, user_id: &str, since: Timestamp) -> StoreResult<i64> {
+        let (user_id, since) = (user_id.to_owned(), ts(since));
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_records \
+                     WHERE user_id = ?1 AND created_at >= ?2",
+                )?
+                .query_row([user_id, since], |r| r.get(0))
+            })
+            .await?)
+    }
+}
