@@ -150,7 +150,21 @@ impl Drop for Owned {
                 .enable_all()
                 .build()
                 .map_err(sqlx::Error::from)?;
-            runtime.block_on(drop_schema(&admin, &schema))
+            runtime.block_on(async {
+                // Under a full test run the server may refuse a connection for a moment (too
+                // many clients), or a pool reconnect between the terminations and the DROP.
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match drop_schema(&admin, &schema).await {
+                        Err(e) if tries < 10 => {
+                            eprintln!("test database: dropping {schema} (try {tries}): {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        }
+                        done => return done,
+                    }
+                }
+            })
         })
         .join();
         match dropped {
@@ -174,7 +188,7 @@ async fn drop_schema(admin: &str, schema: &str) -> Result<(), sqlx::Error> {
     .bind(schema)
     .execute(&mut conn)
     .await?;
-    sqlx::query("SET lock_timeout = '10s'")
+    sqlx::query("SET lock_timeout = '3s'")
         .execute(&mut conn)
         .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
