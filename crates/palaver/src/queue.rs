@@ -2,7 +2,7 @@
 //!
 //! Without Redis the store's `jobs` table is the queue (SQLite embedded, or PostgreSQL): the
 //! row of a job already says whether it is due (waiting, delayed past `run_at`, or active
-//! under an expired lease), so a worker claims due rows directly (`JobRepo::claim_due`) and
+//! under an expired lease), so a worker claims due rows directly (`JobStore::claim_due`) and
 //! nothing else needs writing. Queued jobs survive a restart with the database, every
 //! instance on a shared PostgreSQL takes from the same queue, and a delivery cannot be lost.
 //!
