@@ -88,6 +88,10 @@ mod tests {
     use crate::providers::ChatRole;
 
     /// The first use may happen on any runtime: `block_in_place` only where it is allowed.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test needs a task on a runtime worker"
+    )]
     #[test]
     fn counts_on_either_runtime_flavor() {
         let current = tokio::runtime::Builder::new_current_thread()

@@ -2,7 +2,13 @@
 //! `PALAVER_TEST_DATABASE_URL` is set) PostgreSQL, with mock-llm as the upstream.
 
 // Tests may panic: that is how they fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "tests fail by panicking, spawn their servers freely and make random names"
+)]
 
 mod auth;
 mod chat;

@@ -144,6 +144,10 @@ fn settings(first_byte: Duration, attempts: u32) -> HttpSettings {
 /// A loopback server answering each connection with the next scripted raw response,
 /// then closing it, or holding it open for `(_, true)`. Returns its address and the
 /// connection count.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a test upstream serves until the test ends"
+)]
 async fn scripted(
     responses: Vec<(&'static str, bool)>,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
