@@ -96,6 +96,22 @@ mod tests {
         assert!(!is_transient(&ServiceError::NotFound("conversation")));
     }
 
+    /// A row that cannot be read fails its job at once, with what is wrong (issue #14
+    /// item 7: it was reported as a limits failure and retried as transient).
+    #[test]
+    fn a_corrupt_row_is_not_retried() {
+        let error = crate::service::jobs::job_error(crate::store::JobStoreError::Corrupt(
+            "status `lost`".into(),
+        ));
+        assert!(matches!(&error, ServiceError::Corrupt(detail) if detail == "status `lost`"));
+        assert!(!is_transient(&error));
+        // The database being away is transient, as before.
+        let away = crate::service::jobs::job_error(crate::store::JobStoreError::Other(
+            "connection refused".into(),
+        ));
+        assert!(is_transient(&away));
+    }
+
     #[test]
     fn public_errors_never_carry_upstream_detail() {
         let error = ServiceError::Provider(ProviderError::Status {

@@ -805,3 +805,73 @@ async fn usage_of_a_new_user_has_a_last_used_date() {
     assert!(when >= before, "{last_used}");
     assert_eq!(usage.body["requests"], 0);
 }
+
+/// One rule for every transport (issue #14 item 6): while a conversation streams a reply, a
+/// plain `POST /ai/chat` into it is refused with 409 `conversation_busy` instead of
+/// interleaving with it, and is admitted again once the stream has ended.
+#[tokio::test]
+async fn a_plain_chat_into_a_streaming_conversation_is_busy() {
+    let mock = MockLlm::start(MockConfig {
+        tokens_per_sec: Some(100.0),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = format!("{}/v1", mock.base_url());
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("OPENAI_API_KEY", "sk-test-openai-key"),
+            ("OPENAI_BASE_URL", &base),
+        ],
+    )
+    .await;
+    let token = app.token("bea");
+    let stream = app
+        .client
+        .post(format!("{}/api/v1/ai/chat", app.base))
+        .bearer_auth(&token)
+        .json(&json!({"message": "long [[mock:words=40]]", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = stream.bytes_stream();
+    use futures::StreamExt;
+    let mut seen = String::new();
+    while !seen.contains("chat:message") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    let conversation = parse_sse(&seen)
+        .into_iter()
+        .find(|(name, _)| name == "chat:user-message")
+        .unwrap()
+        .1["conversationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let busy = app
+        .chat(
+            "bea",
+            json!({"message": "me too", "conversationId": conversation}),
+        )
+        .await;
+    busy.assert_error(409, "conversation_busy");
+    while body.next().await.is_some() {}
+    let after = app
+        .chat(
+            "bea",
+            json!({"message": "now", "conversationId": conversation}),
+        )
+        .await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    // The refused message was not stored: the stream's two messages and the later two.
+    let stored = app.get_conversation("bea", &conversation).await;
+    assert_eq!(
+        stored.body["messages"].as_array().unwrap().len(),
+        4,
+        "{}",
+        stored.body
+    );
+}
