@@ -98,7 +98,7 @@ pub trait JobStore: Send + Sync + 'static {
         conversation_id: Uuid,
     ) -> JobStoreResult<bool>;
 
-    /// Keeps a completion's result before its reply is stored (see `jobs::scoped`).
+    /// Keeps a completion's result before its reply is stored (see `crate::service::JobScope`).
     async fn stash_result(&self, id: Uuid, token: &str, result: &Value) -> JobStoreResult<bool>;
 
     /// Ends the attempt holding `token` and releases the lease; false when it was lost.

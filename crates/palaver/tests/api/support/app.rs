@@ -53,7 +53,7 @@ impl TestApp {
         }
     }
 
-    /// [jobs] Stops the server and starts a new one on the same database and data directory
+    /// Stops the server and starts a new one on the same database and data directory
     /// (what a restart of the process does), with `extra` on top of the test defaults.
     pub async fn restart_with(&mut self, extra: &[(&str, &str)]) {
         self.halt().await;
@@ -85,12 +85,12 @@ impl TestApp {
         }
     }
 
-    /// [jobs] The data directory (`PALAVER_DATA_DIR`), to share with a `palaver worker` process.
+    /// The data directory (`PALAVER_DATA_DIR`), to share with a `palaver worker` process.
     pub fn data_dir(&self) -> &std::path::Path {
         self._data_dir.path()
     }
 
-    /// [jobs] Signals shutdown and waits for the server to stop; the database stays.
+    /// Signals shutdown and waits for the server to stop; the database stays.
     async fn halt(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
