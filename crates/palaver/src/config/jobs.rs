@@ -1,11 +1,11 @@
-//! Background jobs: the `ai-tasks` queue. \[jobs\]
+//! Background jobs: the `ai-tasks` queue.
 
 use std::time::Duration;
 
 use super::ConfigError;
 use super::env::Env;
 
-/// Background jobs (the `ai-tasks` queue). \[jobs\]
+/// Background jobs (the `ai-tasks` queue).
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
     /// Jobs a process runs at once (`WORKER_CONCURRENCY`, default 4; 0 runs no worker).
@@ -19,9 +19,11 @@ pub struct JobsConfig {
     /// every half heartbeat and lasts two; once it has expired (its worker died) the job is
     /// due again for a live worker.
     pub heartbeat: Duration,
+    /// How long completed and failed jobs are kept (`JOB_RETENTION_DAYS`, default 7).
+    pub retention: Duration,
 }
 
-/// \[jobs\] `WORKER_CONCURRENCY`, `JOB_BACKOFF_MS`, `JOB_QUEUE`, `JOB_HEARTBEAT_SECS`.
+/// `WORKER_CONCURRENCY`, `JOB_BACKOFF_MS`, `JOB_QUEUE`, `JOB_HEARTBEAT_SECS`, `JOB_RETENTION_DAYS`.
 pub(super) fn jobs_config(env: &Env) -> Result<JobsConfig, ConfigError> {
     let queue = env.get("JOB_QUEUE").unwrap_or("ai-tasks").trim().to_owned();
     if queue.len() > 100
@@ -47,5 +49,8 @@ pub(super) fn jobs_config(env: &Env) -> Result<JobsConfig, ConfigError> {
             10,
             1..=3_600,
         )?)),
+        retention: Duration::from_secs(
+            86_400 * u64::from(env.parse_range(&["JOB_RETENTION_DAYS"], 7, 1..=36_500)?),
+        ),
     })
 }

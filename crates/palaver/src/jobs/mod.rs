@@ -17,6 +17,7 @@
 //! message or reply.
 
 mod attempt;
+mod maintenance;
 mod outcome;
 mod progress;
 mod runner;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use crate::queue::{Envelope, QueueError};
+pub use maintenance::prune_finished;
 pub use runner::RunError;
 pub use worker::{Workers, start_workers};
 

@@ -89,6 +89,7 @@ pub fn start_workers(state: &AppState) -> Workers {
             "jobs: workers started"
         );
     }
+    tasks.spawn(super::maintenance::sweep(state.clone(), stop.clone()));
     Workers { stop, tasks }
 }
 

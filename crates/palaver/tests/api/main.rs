@@ -16,6 +16,7 @@ mod conversations;
 mod job_store_conformance;
 mod jobs;
 mod limits;
+mod maintenance;
 mod platform;
 mod socketio;
 mod store_conformance;

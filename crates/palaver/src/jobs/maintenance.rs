@@ -1,0 +1,49 @@
+//! Housekeeping beside the workers: finished jobs older than `JOB_RETENTION_DAYS` are deleted,
+//! hourly, in batches (every process does it; deleting the oldest rows is idempotent).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::runner::RunError;
+use crate::state::AppState;
+use crate::store;
+
+/// How often finished jobs are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Rows deleted per statement, so that one sweep never holds the writer for long.
+const BATCH: u32 = 1_000;
+
+/// Deletes, here and now, the completed and failed jobs that finished more than
+/// `JOB_RETENTION_DAYS` ago; returns how many.
+pub async fn prune_finished(state: &AppState) -> Result<u64, RunError> {
+    let retention = chrono::Duration::from_std(state.config.jobs.retention).unwrap_or_default();
+    let before = store::now() - retention;
+    let mut pruned = 0;
+    loop {
+        let deleted = state.jobs.store().prune_finished(before, BATCH).await?;
+        pruned += deleted;
+        if deleted < u64::from(BATCH) {
+            return Ok(pruned);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Prunes every [`PRUNE_EVERY`] until `stop` (the first time one period after start, so
+/// that a fleet restarting together does not sweep all at once).
+pub(super) async fn sweep(state: AppState, stop: CancellationToken) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => match prune_finished(&state).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "jobs: finished jobs past their retention deleted"),
+                Err(err) => tracing::warn!(error = %err, "jobs: could not prune finished jobs"),
+            },
+        }
+    }
+}
