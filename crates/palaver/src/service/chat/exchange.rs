@@ -2,13 +2,12 @@
 //! while the provider is asked, receive the answer, conclude (store the reply and its usage).
 
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::context::build_context;
 use super::scope::{JobScope, job_reply_id, tag};
-use super::stream::{Answer, receive};
-use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService, ChatSink};
+use super::stream::{Answer, Mode, receive};
+use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService};
 use super::{ExchangeOptions, NewConversationInput};
 use crate::providers::tokens;
 use crate::providers::{ChatRequest, Provider};
@@ -17,16 +16,6 @@ use crate::store::{self, Conversation, Message, Role, StoreError};
 
 /// How many stored messages are considered for the context before trimming by tokens.
 const HISTORY_WINDOW: u64 = 500;
-
-/// How the answer is received: in one piece, or streamed into a sink until cancelled.
-#[derive(Clone, Copy)]
-pub(super) enum Mode<'a> {
-    Plain,
-    Stream {
-        sink: &'a dyn ChatSink,
-        cancel: &'a CancellationToken,
-    },
-}
 
 /// An exchange ready to ask the provider: everything is decided, nothing is sent yet.
 pub(super) struct Turn<'a> {
@@ -50,7 +39,7 @@ impl ChatService {
         admitted: Admitted,
         input: ChatInput,
         options: ExchangeOptions,
-        mode: Option<(&dyn ChatSink, &CancellationToken)>,
+        mode: Mode<'_>,
     ) -> Result<ChatOutcome, ChatFailure> {
         let Admitted {
             conversation,
@@ -58,10 +47,6 @@ impl ChatService {
             claim,
         } = admitted;
         let conversation_id = conversation.id;
-        let mode = match mode {
-            None => Mode::Plain,
-            Some((sink, cancel)) => Mode::Stream { sink, cancel },
-        };
         let result = self
             .run_turn(user_id, conversation, created, input, options, mode)
             .await;

@@ -143,49 +143,36 @@ struct Admitted {
     claim: super::StreamClaim,
 }
 
-/// Everything the pipeline is built from. Cheap to clone.
+/// The chat pipeline. Cheap to clone: its parts are shared.
 #[derive(Clone)]
 pub struct ChatService {
-    store: Arc<dyn Store>,
-    providers: Arc<Providers>,
-    prices: Arc<PriceTable>,
-    admission: Admission,
-    defaults: ChatDefaults,
-    /// Exchanges outlive their requests; shutdown waits for them.
-    tasks: TaskTracker,
-    on_disconnect: DisconnectPolicy,
+    parts: Arc<ChatParts>,
 }
 
-/// The parts of a [`ChatService`].
+/// What the pipeline is built from.
 pub struct ChatParts {
     pub store: Arc<dyn Store>,
     pub providers: Arc<Providers>,
     pub prices: Arc<PriceTable>,
     pub admission: Admission,
     pub defaults: ChatDefaults,
+    /// Exchanges outlive their requests; shutdown waits for them.
     pub tasks: TaskTracker,
     pub on_disconnect: DisconnectPolicy,
 }
 
+impl std::ops::Deref for ChatService {
+    type Target = ChatParts;
+
+    fn deref(&self) -> &ChatParts {
+        &self.parts
+    }
+}
+
 impl ChatService {
     pub fn new(parts: ChatParts) -> ChatService {
-        let ChatParts {
-            store,
-            providers,
-            prices,
-            admission,
-            defaults,
-            tasks,
-            on_disconnect,
-        } = parts;
         ChatService {
-            store,
-            providers,
-            prices,
-            admission,
-            defaults,
-            tasks,
-            on_disconnect,
+            parts: Arc::new(parts),
         }
     }
 
@@ -206,7 +193,8 @@ impl ChatService {
         let user = user_id.to_owned();
         self.tasks
             .spawn(async move {
-                chat.exchange(&user, admitted, input, ExchangeOptions::default(), None)
+                let options = ExchangeOptions::default();
+                chat.exchange(&user, admitted, input, options, stream::Mode::Plain)
                     .await
             })
             .await

@@ -13,6 +13,16 @@ use super::{ExchangeOptions, ServiceError};
 use crate::config::DisconnectPolicy;
 use crate::providers::{ChatStream, ProviderError, StreamEvent, Usage};
 
+/// How the answer is received: in one piece, or streamed into a sink until cancelled.
+#[derive(Clone, Copy)]
+pub(super) enum Mode<'a> {
+    Plain,
+    Stream {
+        sink: &'a dyn ChatSink,
+        cancel: &'a CancellationToken,
+    },
+}
+
 /// What the provider gave.
 pub(super) enum Answer {
     Complete {
@@ -40,12 +50,8 @@ pub struct StreamHandle {
 }
 
 impl StreamHandle {
-    /// Stops the upstream call; the partial reply is stored and `Finished` says `stopped`.
-    pub fn stop(&self) {
-        self.cancel.cancel();
-    }
-
-    /// The token that stops this stream (for a connection that keeps its streams).
+    /// The token that stops this stream: the upstream call is cancelled, the partial reply
+    /// stored, and `Finished` says `stopped`.
     pub fn stopper(&self) -> CancellationToken {
         self.cancel.clone()
     }
@@ -74,7 +80,11 @@ pub(super) fn launch(
     let user = user_id.to_owned();
     let tasks = chat.tasks.clone();
     let task = tasks.spawn(async move {
-        let run = chat.exchange(&user, admitted, input, options, Some((&*sink, &cancel)));
+        let mode = Mode::Stream {
+            sink: &*sink,
+            cancel: &cancel,
+        };
+        let run = chat.exchange(&user, admitted, input, options, mode);
         tokio::pin!(run);
         let result = if chat.on_disconnect == DisconnectPolicy::Stop {
             tokio::select! {
@@ -91,8 +101,6 @@ pub(super) fn launch(
             Ok(outcome) => sink.emit(ChatEvent::Finished(outcome)),
             Err(failure) => sink.emit(ChatEvent::Failed(failure)),
         }
-        // Finished: a connection that keeps its streams' tokens can forget this one.
-        cancel.cancel();
         result
     });
     StreamHandle {
