@@ -12,7 +12,9 @@
 //!
 //! Retries: a failed attempt that may succeed later schedules the next attempt with a delay
 //! (`JOB_BACKOFF_MS`, doubled per attempt) and marks the job `delayed`; after `maxAttempts`
-//! the job is `failed` with the public message of the error. A completion job runs the chat
+//! the job is `failed` with the public message of the error. A job whose worker stopped under
+//! it (its lease expired) is taken over and run again, until the `maxAttempts`-th takeover,
+//! which fails it instead (`JobStore::claim`). A completion job runs the chat
 //! pipeline with a [`crate::service::JobScope`], so that a re-run never stores a second user
 //! message or reply.
 

@@ -72,6 +72,10 @@ impl Runner {
         let Some((job, token)) = self.claim(envelope).await? else {
             return Ok(());
         };
+        if job.status == JobStatus::Failed {
+            self.report_exhausted(&job).await;
+            return Ok(());
+        }
         self.execute(job, &token).await
     }
 
@@ -88,6 +92,7 @@ impl Runner {
         let mut jobs = Vec::with_capacity(claimed.len());
         for job in claimed {
             match job {
+                Ok(job) if job.status == JobStatus::Failed => self.report_exhausted(&job).await,
                 Ok(job) => jobs.push(job),
                 Err(Unreadable { id, error }) => {
                     // Left active, it would come back at each lease expiry, for ever.
@@ -105,6 +110,22 @@ impl Runner {
             }
         }
         Ok((jobs, token))
+    }
+
+    /// Tells the owner of a job that a claim failed instead of taking it over once more (its
+    /// workers kept dying while running it: see [`JobStore::claim`]); nothing runs.
+    async fn report_exhausted(&self, job: &Job) {
+        let error = job
+            .error
+            .as_deref()
+            .unwrap_or("The job failed unexpectedly");
+        tracing::error!(job_id = %job.id, attempt = job.attempts, error, "jobs: failed: its workers kept dying while running it");
+        self.emit(
+            &job.user_id,
+            "job:failed",
+            &json!({"jobId": job.id, "error": error}),
+        )
+        .await;
     }
 
     /// Whether [`Runner::claim_due`] would find a job now (a read only).

@@ -238,6 +238,133 @@ async fn claim_starts_an_attempt_only_when_it_is_due() {
     }
 }
 
+/// What a claim says when its takeover would be the job's `max_attempts`-th (issue #14 item
+/// 7): the job is failed, with no lease and a public error, instead of being run again.
+fn assert_exhausted(job: &Job, backend: Backend, stopped: Timestamp, attempts: i32) {
+    assert_eq!(
+        job.status,
+        JobStatus::Failed,
+        "{backend}: failed, not claimed"
+    );
+    assert_eq!(
+        job.error.as_deref(),
+        Some("The worker running the job stopped 3 times"),
+        "{backend}"
+    );
+    assert_eq!(job.attempts, attempts, "{backend}: no attempt started");
+    assert_eq!(
+        (job.locked_by.as_deref(), job.locked_until),
+        (None, None),
+        "{backend}: no lease"
+    );
+    assert_eq!(job.updated_at, stopped, "{backend}");
+}
+
+#[tokio::test]
+async fn claim_due_fails_a_job_whose_worker_died_max_attempts_times() {
+    for backend in backends() {
+        let (jobs, _db) = open(backend).await;
+        let t0 = store::now();
+        let id = insert_waiting(&*jobs, 1, t0).await[0];
+        let lease = Duration::seconds(20);
+        // Run, then two takeovers (max_attempts is 3): each worker dies under its lease.
+        let mut now = t0 + Duration::seconds(1);
+        for token in ["first", "second", "third"] {
+            let job = claim_one(&*jobs, token, now, lease).await;
+            assert_eq!((job.id, job.status), (id, JobStatus::Active), "{backend}");
+            assert_eq!(
+                job.attempts, 1,
+                "{backend}: a takeover runs the same attempt"
+            );
+            assert_eq!(job.locked_by.as_deref(), Some(token));
+            now = now + lease + Duration::seconds(1);
+        }
+        // The third worker died too: the third takeover fails the job instead.
+        let claimed = jobs
+            .claim_due(QUEUE, 10, "fourth", now, now + lease)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "{backend}: reported to the claimer");
+        let failed = claimed.into_iter().next().unwrap().unwrap();
+        assert_exhausted(&failed, backend, now, 1);
+        assert_eq!(jobs.get(id).await.unwrap(), Some(failed), "{backend}");
+        // Never due again; the dead worker's token can write nothing.
+        let much_later = now + Duration::hours(1);
+        assert!(!jobs.any_due(QUEUE, much_later).await.unwrap(), "{backend}");
+        let empty = jobs
+            .claim_due(QUEUE, 10, "fifth", much_later, much_later + lease)
+            .await
+            .unwrap();
+        assert!(empty.is_empty(), "{backend}");
+        let result = to_raw_value(&json!({"late": true})).unwrap();
+        let completed = Finish::Completed { result: &result };
+        assert!(!jobs.finish(id, "third", &completed).await.unwrap());
+        assert!(!jobs.renew(id, "third", much_later).await.unwrap());
+        assert_eq!(
+            jobs.get(id).await.unwrap().unwrap().status,
+            JobStatus::Failed
+        );
+    }
+}
+
+#[tokio::test]
+async fn claim_fails_a_job_whose_worker_died_max_attempts_times() {
+    for backend in backends() {
+        let (jobs, _db) = open(backend).await;
+        let t0 = store::now();
+        let id = insert_waiting(&*jobs, 1, t0).await[0];
+        let lease = |now: Timestamp| now + Duration::seconds(20);
+        let after = |now: Timestamp| lease(now) + Duration::seconds(1);
+        // Attempt 1 runs, its worker dies; the takeover runs it and fails it (a retry).
+        let now = t0 + Duration::seconds(1);
+        assert!(
+            jobs.claim(id, 1, "a", now, lease(now))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let now = after(now);
+        let taken = jobs.claim(id, 1, "b", now, lease(now)).await.unwrap();
+        assert_eq!(
+            taken.map(|j| j.status),
+            Some(JobStatus::Active),
+            "{backend}"
+        );
+        let run_at = now + Duration::seconds(5);
+        let delayed = Finish::Delayed {
+            error: "try again".into(),
+            run_at,
+        };
+        assert!(jobs.finish(id, "b", &delayed).await.unwrap());
+        // Attempt 2 runs and its worker dies twice more: takeovers are counted per job, not
+        // per attempt, so the third one fails it (a retry does not reset the count).
+        let second = jobs.claim(id, 2, "c", run_at, lease(run_at)).await.unwrap();
+        assert_eq!(
+            second.map(|j| (j.status, j.attempts)),
+            Some((JobStatus::Active, 2))
+        );
+        let now = after(run_at);
+        let taken = jobs.claim(id, 2, "d", now, lease(now)).await.unwrap();
+        assert_eq!(
+            taken.map(|j| j.status),
+            Some(JobStatus::Active),
+            "{backend}"
+        );
+        let now = after(now);
+        // A delivery of a later attempt (a rescued envelope) starts nothing either.
+        let failed = jobs.claim(id, 3, "e", now, lease(now)).await.unwrap();
+        let failed = failed.expect("reported to the claimer");
+        assert_exhausted(&failed, backend, now, 2);
+        assert_eq!(jobs.get(id).await.unwrap(), Some(failed), "{backend}");
+        let later = after(now);
+        for attempt in [2, 3] {
+            let again = jobs.claim(id, attempt, "f", later, lease(later)).await;
+            assert_eq!(again.unwrap(), None, "{backend}: never claimed again");
+        }
+        assert!(!jobs.set_progress(id, "d", 10).await.unwrap(), "{backend}");
+    }
+}
+
 #[tokio::test]
 async fn writes_under_a_stale_lease_are_refused() {
     for backend in backends() {

@@ -596,6 +596,79 @@ async fn set_active_with_expired_lease(app: &TestApp, id: &str) {
     .await;
 }
 
+/// A job whose runs kill their worker (issue #14 item 7), on the table queue and on Redis: each
+/// time its row is left as a dead worker leaves it, a live worker takes it over and runs the
+/// same attempt again, until the takeover that would be the `maxAttempts`-th (3) fails it.
+#[tokio::test]
+async fn a_job_whose_worker_keeps_dying_fails_instead_of_running_for_ever() {
+    const STOPPED: &str = "The worker running the job stopped 3 times";
+    for redis in queue_backends() {
+        for backend in backends() {
+            let queue = if redis.is_some() { "redis" } else { "table" };
+            eprintln!("queue {queue}, backend {backend:?}");
+            let env = queue_env(&redis);
+            let app = TestApp::spawn_with(backend, &borrowed(&env)).await;
+            let body = json!({"type": "generate-embeddings", "data": {"text": "poison"}});
+            let queued = enqueue(&app, "pia", body).await;
+            assert_eq!(queued.status, 202, "{}", queued.body);
+            let id = queued.body["id"].as_str().unwrap().to_owned();
+            let (done, _) = finished(&app, "pia", &id, Duration::from_secs(20)).await;
+            assert_eq!(done["status"], "completed", "{queue}: {done}");
+            // Its worker died before it recorded the end, twice: each time the job is taken
+            // over and run again.
+            for _ in 0..2 {
+                set_active_with_expired_lease(&app, &id).await;
+                take_over(&app, &redis, &id).await;
+                let (again, _) = finished(&app, "pia", &id, Duration::from_secs(20)).await;
+                assert_eq!(again["status"], "completed", "{queue}: ran again: {again}");
+                assert_eq!(again["attempts"], 1, "a takeover runs the same attempt");
+            }
+            // The third worker died too: the next takeover fails the job instead of running it.
+            let mut events = app.state.notifier.subscribe();
+            set_active_with_expired_lease(&app, &id).await;
+            take_over(&app, &redis, &id).await;
+            let (failed, _) = finished(&app, "pia", &id, Duration::from_secs(20)).await;
+            assert_eq!(failed["status"], "failed", "{queue}: {failed}");
+            assert_eq!(failed["error"], STOPPED);
+            assert_eq!(failed["attempts"], 1);
+            assert_eq!(
+                events_of(&mut events, "pia", &id).await,
+                vec![("job:failed", json!({"jobId": id, "error": STOPPED}))],
+                "{queue}: failed without running (no progress)"
+            );
+            // Never run again: not by the table queue's polls, not by a late delivery.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            take_over(&app, &redis, &id).await;
+            let job_id: uuid::Uuid = id.parse().unwrap();
+            palaver::jobs::run_delivery(&app.state, job_id, 2)
+                .await
+                .unwrap();
+            let after = get_job(&app, "pia", &id).await.body;
+            assert_eq!(
+                (&after["status"], &after["error"]),
+                (&json!("failed"), &json!(STOPPED))
+            );
+            while let Ok(event) = events.try_recv() {
+                assert_ne!(
+                    event.payload["jobId"], id,
+                    "{queue}: {} after failing",
+                    event.name
+                );
+            }
+        }
+    }
+}
+
+/// What takes a dead worker's job over: on Redis the re-delivery of its envelope (driven here
+/// by hand), with the table queue the app's own worker, which claims due rows as it polls.
+async fn take_over(app: &TestApp, redis: &Option<String>, id: &str) {
+    if redis.is_some() {
+        palaver::jobs::run_delivery(&app.state, id.parse().unwrap(), 1)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_embedded_queue_survives_a_restart() {
     for backend in backends() {

@@ -52,7 +52,12 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Starts attempt `attempt` under the lease `token` when the job is due for it: waiting or
     /// delayed (and due) with fewer attempts, or active under a lease that has expired (its
-    /// worker died). `None` when it is not due (see [`Job`] for why).
+    /// worker died: a takeover, counted). `None` when it is not due (see [`Job`] for why).
+    ///
+    /// A takeover that would be the job's `max_attempts`-th fails the job instead (its worker
+    /// died that often: the job itself probably kills it) and returns it `failed`, with no
+    /// lease and a public error: the caller reports it and runs nothing. The same holds for
+    /// each job [`JobStore::claim_due`] returns.
     async fn claim(
         &self,
         id: Uuid,
@@ -65,7 +70,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// The table as the queue: starts, under the lease `token`, up to `limit` due jobs of
     /// `queue`, oldest first. Due: waiting, delayed past `run_at`, or active under a lease that
     /// expired before `now` (its worker died: the same attempt runs again, as a re-delivered
-    /// envelope would). Each job is claimed by one caller only, across processes. A claimed
+    /// envelope would, or the job fails as [`JobStore::claim`] says). Each job is claimed by one caller only, across processes. A claimed
     /// row that cannot be read back is returned as [`Unreadable`] (it does not block the rest).
     async fn claim_due(
         &self,
@@ -144,4 +149,50 @@ macro_rules! due {
     };
 }
 
-pub(crate) use {columns, due};
+/// Whether a claim takes the row over from a dead worker (active and due: its lease expired)
+/// for the `max_attempts`-th time. A takeover re-runs the attempt without counting it, so the
+/// row counts takeovers apart (`takeovers`, migrations `*_job_takeovers.sql`); the claim that
+/// would be the `max_attempts`-th fails the job instead of starting it.
+macro_rules! exhausted {
+    () => {
+        "(status = 'active' AND takeovers + 1 >= max_attempts)"
+    };
+}
+
+/// The `SET` of a claim (placeholders of the dialect; `$attempts` is the attempt it starts):
+/// starts the attempt under the lease, counting a takeover, or fails the job with a public
+/// error and no lease when the takeover is one too many (see [`exhausted!`]).
+macro_rules! claim_set {
+    ($attempts:literal, $token:literal, $now:literal, $lease:literal) => {
+        concat!(
+            "status = CASE WHEN ",
+            $crate::store::jobs::exhausted!(),
+            " THEN 'failed' ELSE 'active' END,
+             attempts = CASE WHEN ",
+            $crate::store::jobs::exhausted!(),
+            " THEN attempts ELSE ",
+            $attempts,
+            " END,
+             takeovers = takeovers + CASE WHEN status = 'active' THEN 1 ELSE 0 END,
+             error = CASE WHEN ",
+            $crate::store::jobs::exhausted!(),
+            " THEN 'The worker running the job stopped '
+                 || CASE WHEN takeovers = 0 THEN 'once' ELSE (takeovers + 1) || ' times' END
+               ELSE error END,
+             locked_by = CASE WHEN ",
+            $crate::store::jobs::exhausted!(),
+            " THEN NULL ELSE ",
+            $token,
+            " END,
+             locked_until = CASE WHEN ",
+            $crate::store::jobs::exhausted!(),
+            " THEN NULL ELSE ",
+            $lease,
+            " END,
+             run_at = NULL, updated_at = ",
+            $now
+        )
+    };
+}
+
+pub(crate) use {claim_set, columns, due, exhausted};

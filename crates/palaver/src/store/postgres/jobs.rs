@@ -8,8 +8,8 @@ use sqlx::postgres::{PgPool, PgRow};
 use uuid::Uuid;
 
 use super::super::jobs::{
-    Finish, Job, JobStore, JobStoreError, JobStoreResult, Stranded, Unreadable, columns, due,
-    parse_kind, parse_status,
+    Finish, Job, JobStore, JobStoreError, JobStoreResult, Stranded, Unreadable, claim_set, columns,
+    due, parse_kind, parse_status,
 };
 use super::super::{Timestamp, now};
 
@@ -58,8 +58,9 @@ const INSERT: &str = concat!(
 );
 
 const CLAIM: &str = concat!(
-    "UPDATE jobs SET status = 'active', attempts = $2, locked_by = $3, locked_until = $5, run_at = NULL,
-     updated_at = $4 WHERE id = $1
+    "UPDATE jobs SET ",
+    claim_set!("$2", "$3", "$4", "$5"),
+    " WHERE id = $1
      AND ((status IN ('waiting', 'delayed') AND attempts < $2 AND (run_at IS NULL OR run_at <= $4))
           OR (status = 'active' AND attempts <= $2 AND locked_until < $4))
      RETURNING ",
@@ -70,10 +71,14 @@ const CLAIM_DUE: &str = concat!(
     "WITH due AS (SELECT id FROM jobs WHERE ",
     due!("$1", "$4"),
     " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-     UPDATE jobs SET status = 'active',
-         attempts = attempts + CASE WHEN status = 'active' THEN 0 ELSE 1 END,
-         locked_by = $3, locked_until = $5, run_at = NULL, updated_at = $4
-     WHERE id IN (SELECT id FROM due)
+     UPDATE jobs SET ",
+    claim_set!(
+        "attempts + CASE WHEN status = 'active' THEN 0 ELSE 1 END",
+        "$3",
+        "$4",
+        "$5"
+    ),
+    " WHERE id IN (SELECT id FROM due)
      RETURNING ",
     columns!()
 );

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::super::Timestamp;
 use super::super::embedded::{Db, DbError};
 use super::super::jobs::{
-    Finish, Job, JobStore, JobStoreError, JobStoreResult, Stranded, Unreadable, columns, due,
-    parse_status,
+    Finish, Job, JobStore, JobStoreError, JobStoreResult, Stranded, Unreadable, claim_set, columns,
+    due, parse_status,
 };
 use super::job_rows::{JobRow, job, parse_uuid, ts};
 
@@ -58,8 +58,9 @@ macro_rules! guarded {
 }
 
 const CLAIM: &str = concat!(
-    "UPDATE jobs SET status = 'active', attempts = ?2, locked_by = ?3, locked_until = ?5, run_at = NULL,
-     updated_at = ?4 WHERE id = ?1
+    "UPDATE jobs SET ",
+    claim_set!("?2", "?3", "?4", "?5"),
+    " WHERE id = ?1
      AND ((status IN ('waiting', 'delayed') AND attempts < ?2 AND (run_at IS NULL OR run_at <= ?4))
           OR (status = 'active' AND attempts <= ?2 AND locked_until < ?4))
      RETURNING ",
@@ -67,9 +68,14 @@ const CLAIM: &str = concat!(
 );
 
 const CLAIM_DUE: &str = concat!(
-    "UPDATE jobs SET status = 'active', attempts = attempts + (status <> 'active'),
-     locked_by = ?3, locked_until = ?5, run_at = NULL, updated_at = ?4
-     WHERE id IN (SELECT id FROM jobs WHERE ",
+    "UPDATE jobs SET ",
+    claim_set!(
+        "attempts + CASE WHEN status = 'active' THEN 0 ELSE 1 END",
+        "?3",
+        "?4",
+        "?5"
+    ),
+    " WHERE id IN (SELECT id FROM jobs WHERE ",
     due!("?1", "?4"),
     " ORDER BY created_at LIMIT ?2) RETURNING ",
     columns!()
