@@ -42,7 +42,7 @@ pub(super) enum Answer {
 }
 
 /// A running stream, as its transport holds it. Dropping the handle leaves the exchange
-/// running to its end (it is stored either way); [`StreamHandle::stop`] cancels it.
+/// running to its end (it is stored either way); [`StreamHandle::stopper`] cancels it.
 pub struct StreamHandle {
     pub conversation_id: Uuid,
     cancel: CancellationToken,
