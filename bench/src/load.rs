@@ -8,6 +8,7 @@ use serde_json::Value;
 pub struct Target {
     pub name: String,
     pub url: String,
+    /// The JSON body of a POST; `Value::Null` sends a GET.
     pub body: Value,
     /// `Authorization` header values; worker `i` uses `tokens[i % len]`.
     pub tokens: Vec<String>,
@@ -95,13 +96,15 @@ async fn send(
     worker: usize,
 ) -> anyhow::Result<()> {
     let token = &target.tokens[worker % target.tokens.len()];
-    let response = client
-        .post(&target.url)
-        .header("authorization", token)
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await?;
+    let request = if target.body.is_null() {
+        client.get(&target.url)
+    } else {
+        client
+            .post(&target.url)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+    };
+    let response = request.header("authorization", token).send().await?;
     let status = response.status();
     let _ = response.bytes().await?;
     anyhow::ensure!(status.is_success(), "status {status}");

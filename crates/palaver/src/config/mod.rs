@@ -63,6 +63,9 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// Tokens per user per UTC day; unset: no quota.
     pub quota_tokens_per_day: Option<i64>,
+    /// How long raw usage records are kept (`USAGE_RETENTION_DAYS`, default 90); totals and
+    /// quotas read the per-day rollup, which is kept.
+    pub usage_retention: Duration,
     /// Failed authentications allowed per client IP per minute before 429.
     pub auth_failures_per_minute: u32,
     /// Take the client IP from `X-Forwarded-For` (behind a trusted load balancer).
@@ -117,6 +120,9 @@ impl Config {
                 1..=1_000_000,
             )?,
             quota_tokens_per_day: limits::quota_tokens_per_day(&env)?,
+            usage_retention: Duration::from_secs(
+                86_400 * u64::from(env.parse_range(&["USAGE_RETENTION_DAYS"], 90, 1..=36_500)?),
+            ),
             auth_failures_per_minute: env.parse_range(
                 &["AUTH_FAILURES_PER_MINUTE"],
                 30,
@@ -161,6 +167,7 @@ mod tests {
         assert_eq!(c.cors_origins, vec!["http://localhost:5173".to_string()]);
         assert_eq!(c.body_limit_bytes, 1024 * 1024);
         assert!(c.redis_url.is_none());
+        assert_eq!(c.usage_retention, Duration::from_secs(90 * 86_400));
     }
 
     #[test]
@@ -176,6 +183,7 @@ mod tests {
             ("OPENAI_API_KEY", "<your key>"),
             ("ANTHROPIC_API_KEY", "short"),
             ("STREAM_ON_DISCONNECT", "maybe"),
+            ("USAGE_RETENTION_DAYS", "0"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

@@ -31,7 +31,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use crate::queue::{Envelope, QueueError};
-pub use maintenance::prune_finished;
+pub use maintenance::{prune_finished, prune_usage};
 pub use runner::RunError;
 pub use worker::{Workers, start_workers};
 

@@ -138,9 +138,15 @@ pub trait Store: Send + Sync + 'static {
     /// Records usage that is not tied to a stored message (embeddings, failed calls).
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;
 
-    /// Aggregated usage of one user.
+    /// Aggregated usage of one user, read from the per-day rollup (not from every record).
     async fn usage_stats(&self, user_id: &str) -> StoreResult<UsageTotals>;
 
-    /// Tokens a user has used since `since` (for quotas).
+    /// Tokens a user has used since `since` (for quotas): whole UTC days from the rollup, the
+    /// rest of `since`'s own day from the records (see [`UsageSpan`]), so it stays exact for
+    /// a `since` within the usage retention.
     async fn tokens_used_since(&self, user_id: &str, since: Timestamp) -> StoreResult<i64>;
+
+    /// Deletes up to `limit` of the oldest usage records created before `before`; the rollup
+    /// keeps what they counted, so totals and quotas do not change. Returns how many.
+    async fn prune_usage(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 }

@@ -1,4 +1,4 @@
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -13,6 +13,37 @@ pub fn to_sqlite_text(t: Timestamp) -> String {
 /// Reads [`to_sqlite_text`] (or any RFC 3339 text) back.
 pub fn from_sqlite_text(s: &str) -> Result<Timestamp, chrono::ParseError> {
     DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+}
+
+/// How a "tokens used since" question is answered without scanning every record: whole UTC
+/// days from the rollup (`usage_daily`), and the records of a partial first day (none when
+/// `since` is a midnight, as the daily quota's is) from the raw table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageSpan {
+    /// The first whole day read from the rollup.
+    pub days_from: NaiveDate,
+    /// Raw records with `from <= created_at < until`.
+    pub partial_from: Timestamp,
+    pub partial_until: Timestamp,
+}
+
+impl UsageSpan {
+    pub fn since(since: Timestamp) -> UsageSpan {
+        let day = since.date_naive();
+        if since.time() == NaiveTime::MIN {
+            return UsageSpan {
+                days_from: day,
+                partial_from: since,
+                partial_until: since,
+            };
+        }
+        let next = day.succ_opt().unwrap_or(day);
+        UsageSpan {
+            days_from: next,
+            partial_from: since,
+            partial_until: next.and_time(NaiveTime::MIN).and_utc(),
+        }
+    }
 }
 
 /// "Now", truncated to microseconds so that every backend stores and returns the same instant.
@@ -154,7 +185,32 @@ pub struct UsageTotals {
     pub cost_usd: f64,
     pub conversations_count: i64,
     pub messages_count: i64,
-    /// Newest usage record or message of the user.
+    /// Newest usage record or conversation activity of the user.
     pub last_used: Option<Timestamp>,
     pub by_model: Vec<ModelUsage>,
+}
+
+impl UsageTotals {
+    /// The totals of per-model sums (each backend reads those from its rollup).
+    pub fn from_models(
+        by_model: Vec<ModelUsage>,
+        conversations_count: i64,
+        messages_count: i64,
+        last_used: Option<Timestamp>,
+    ) -> UsageTotals {
+        let sum = |f: fn(&ModelUsage) -> i64| by_model.iter().map(f).sum::<i64>();
+        let (prompt_tokens, completion_tokens) =
+            (sum(|m| m.prompt_tokens), sum(|m| m.completion_tokens));
+        UsageTotals {
+            total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens,
+            completion_tokens,
+            requests: sum(|m| m.requests),
+            cost_usd: by_model.iter().map(|m| m.cost_usd).sum(),
+            conversations_count,
+            messages_count,
+            last_used,
+            by_model,
+        }
+    }
 }

@@ -1,9 +1,11 @@
-//! Housekeeping that every worker process runs (issue #14 item 9): finished jobs are deleted
-//! once `JOB_RETENTION_DAYS` have passed; unfinished and recent ones stay.
+//! Housekeeping that every process runs (issue #14 items 9 and 10): finished jobs are deleted
+//! once `JOB_RETENTION_DAYS` have passed, usage records once `USAGE_RETENTION_DAYS` have;
+//! unfinished jobs, recent rows and usage totals stay.
 
 use chrono::Duration;
 use palaver::store::jobs::{Job, JobKind, JobStatus};
-use palaver::store::{self, Timestamp};
+use palaver::store::{self, Timestamp, UsageRecord};
+use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -66,5 +68,67 @@ async fn finished_jobs_past_their_retention_are_pruned() {
         }
         // A second sweep has nothing left to do.
         assert_eq!(palaver::jobs::prune_finished(&app.state).await.unwrap(), 0);
+    }
+}
+
+/// Issue #14 item 10: usage records past `USAGE_RETENTION_DAYS` are deleted by the same
+/// housekeeping, and `/ai/usage` answers the same before and after (it reads the rollup).
+#[tokio::test]
+async fn usage_records_past_their_retention_are_pruned_and_totals_stay() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            backend,
+            &[("USAGE_RETENTION_DAYS", "2"), ("WORKER_CONCURRENCY", "0")],
+        )
+        .await;
+        let now = store::now();
+        for (days_ago, tokens) in [(30, 1_000), (3, 200), (1, 30), (0, 4)] {
+            let record = UsageRecord {
+                id: Uuid::now_v7(),
+                user_id: "keeper".to_owned(),
+                conversation_id: None,
+                kind: "embedding".to_owned(),
+                model: "text-embedding-3-small".to_owned(),
+                prompt_tokens: tokens,
+                completion_tokens: 0,
+                cost_usd: 0.0,
+                created_at: now - Duration::days(days_ago),
+            };
+            app.state.store.record_usage(&record).await.unwrap();
+        }
+        let usage = || async {
+            let token = app.token("keeper");
+            let r = app
+                .request(Method::GET, "/api/v1/ai/usage", Some(&token), None)
+                .await;
+            assert_eq!(r.status, 200, "{backend:?}: {}", r.body);
+            r.body
+        };
+        let before = usage().await;
+        assert_eq!(before["totalTokens"], 1_234, "{backend:?}: {before}");
+        assert_eq!(before["requests"], 4, "{backend:?}");
+
+        let pruned = palaver::jobs::prune_usage(&app.state).await.unwrap();
+        assert_eq!(pruned, 2, "{backend:?}: the records of 30 and 3 days ago");
+        assert_eq!(palaver::jobs::prune_usage(&app.state).await.unwrap(), 0);
+        let after = usage().await;
+        for field in [
+            "totalTokens",
+            "promptTokens",
+            "requests",
+            "costUsd",
+            "byModel",
+        ] {
+            assert_eq!(after[field], before[field], "{backend:?}: {field}");
+        }
+        // The records still there are the recent ones: a since inside yesterday reads them.
+        let since = now - Duration::days(1) - Duration::minutes(1);
+        let recent = app
+            .state
+            .store
+            .tokens_used_since("keeper", since)
+            .await
+            .unwrap();
+        assert_eq!(recent, 34, "{backend:?}");
     }
 }

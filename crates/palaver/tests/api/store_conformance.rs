@@ -559,6 +559,119 @@ async fn usage_is_recorded_with_messages_and_aggregated() {
     }
 }
 
+/// Midnight UTC of the day `days` before today.
+fn midnight(days_ago: i64) -> store::Timestamp {
+    (chrono::Utc::now().date_naive() - Duration::days(days_ago))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+/// Issue #14 item 10: totals and quotas come from the per-day rollup, exact across day
+/// boundaries, and pruning raw records changes neither.
+#[tokio::test]
+async fn usage_is_rolled_up_per_day_and_pruning_records_changes_no_total() {
+    for backend in backends() {
+        let (store, _db) = open(backend).await;
+        store.ensure_user("alice", midnight(5)).await.unwrap();
+        let spent = [
+            // (at, model, prompt, completion, cost)
+            (midnight(3) + Duration::hours(1), "gpt-4o", 100, 10, 1.0),
+            (
+                midnight(3) + Duration::hours(2),
+                "gpt-4o-mini",
+                200,
+                20,
+                0.5,
+            ),
+            (midnight(3) + Duration::hours(3), "gpt-4o", 300, 30, 1.0),
+            (midnight(1) + Duration::hours(6), "gpt-4o", 1_000, 0, 0.25),
+            (midnight(1) + Duration::hours(23), "gpt-4o", 2_000, 0, 0.25),
+            (midnight(0), "gpt-4o-mini", 4, 1, 0.125),
+            (midnight(0) + Duration::seconds(1), "gpt-4o", 40, 5, 0.125),
+        ];
+        for (at, model, prompt, completion, cost) in spent {
+            let u = usage("alice", None, model, prompt, completion, cost, at);
+            store.record_usage(&u).await.unwrap();
+        }
+        store
+            .record_usage(&usage("bob", None, "gpt-4o", 7, 7, 7.0, midnight(0)))
+            .await
+            .unwrap();
+
+        let check = |label: &'static str| {
+            let store = store.clone();
+            async move {
+                let stats = store.usage_stats("alice").await.unwrap();
+                assert_eq!(stats.requests, 7, "{backend} {label}");
+                assert_eq!(stats.prompt_tokens, 3_644, "{backend} {label}");
+                assert_eq!(stats.completion_tokens, 66, "{backend} {label}");
+                assert_eq!(stats.total_tokens, 3_710, "{backend} {label}");
+                assert!((stats.cost_usd - 3.25).abs() < 1e-9, "{backend} {label}");
+                assert_eq!(
+                    stats.last_used,
+                    Some(midnight(0) + Duration::seconds(1)),
+                    "{backend} {label}"
+                );
+                let models: Vec<_> = stats
+                    .by_model
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.model.as_str(),
+                            m.requests,
+                            m.prompt_tokens,
+                            m.completion_tokens,
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    models,
+                    vec![("gpt-4o", 5, 3_440, 45), ("gpt-4o-mini", 2, 204, 21)],
+                    "{backend} {label}"
+                );
+                // The daily quota's question: since today's midnight (rollup only).
+                let today = store.tokens_used_since("alice", midnight(0)).await.unwrap();
+                assert_eq!(today, 50, "{backend} {label}");
+                // A since inside a day: the rest of that day from records, then whole days.
+                let noon = store
+                    .tokens_used_since("alice", midnight(1) + Duration::hours(12))
+                    .await
+                    .unwrap();
+                assert_eq!(noon, 2_050, "{backend} {label}");
+            }
+        };
+        check("before pruning").await;
+        assert_eq!(
+            store
+                .tokens_used_since("alice", midnight(3) + Duration::hours(2))
+                .await
+                .unwrap(),
+            220 + 330 + 3_050,
+            "{backend}"
+        );
+
+        // Records older than two days go, in batches of two; newer ones stay.
+        let before = midnight(2);
+        let mut batches = Vec::new();
+        loop {
+            let deleted = store.prune_usage(before, 2).await.unwrap();
+            batches.push(deleted);
+            if deleted < 2 {
+                break;
+            }
+        }
+        assert_eq!(batches, vec![2, 1], "{backend}");
+        assert_eq!(store.prune_usage(before, 2).await.unwrap(), 0, "{backend}");
+        check("after pruning").await;
+        assert_eq!(
+            store.usage_stats("bob").await.unwrap().total_tokens,
+            14,
+            "{backend}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_failed_append_records_no_usage() {
     for backend in backends() {

@@ -262,15 +262,11 @@ impl Store for PgStore {
     }
 
     async fn tokens_used_since(&self, user_id: &str, since: Timestamp) -> StoreResult<i64> {
-        let used: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0)::BIGINT FROM usage_records \
-             WHERE user_id = $1 AND created_at >= $2",
-        )
-        .bind(user_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(used)
+        usage::tokens_used_since(&self.pool, user_id, since).await
+    }
+
+    async fn prune_usage(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        usage::prune(&self.pool, before, limit).await
     }
 }
 

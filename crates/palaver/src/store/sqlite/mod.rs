@@ -260,16 +260,19 @@ impl Store for SqliteStore {
     }
 
     async fn tokens_used_since(&self, user_id: &str, since: Timestamp) -> StoreResult<i64> {
-        let (user_id, since) = (user_id.to_owned(), ts(since));
+        let user_id = user_id.to_owned();
         Ok(self
             .db
-            .read(move |c| {
-                c.prepare_cached(
-                    "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_records \
-                     WHERE user_id = ?1 AND created_at >= ?2",
-                )?
-                .query_row([user_id, since], |r| r.get(0))
-            })
+            .read(move |c| usage::tokens_used_since(c, &user_id, since))
             .await?)
+    }
+
+    async fn prune_usage(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        let before = ts(before);
+        let deleted = self
+            .db
+            .write(move |c| usage::prune(c, &before, limit))
+            .await?;
+        Ok(deleted as u64)
     }
 }

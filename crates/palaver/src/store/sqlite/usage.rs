@@ -3,63 +3,85 @@
 use rusqlite::params;
 
 use super::super::to_sqlite_text as ts;
-use super::super::{ModelUsage, Timestamp, UsageRecord, UsageTotals};
+use super::super::{ModelUsage, Timestamp, UsageRecord, UsageSpan, UsageTotals};
 use super::conversations::opt_ts_at;
 
+/// The user's totals, from the rollup (a row per day and model) and the conversations' own
+/// counters: the cost grows with the days and conversations a user has, not with records.
 pub(super) fn usage_stats(
     c: &rusqlite::Connection,
     user_id: &str,
 ) -> rusqlite::Result<UsageTotals> {
-    let (prompt_tokens, completion_tokens, requests, cost_usd, last_usage): (
-        i64,
-        i64,
-        i64,
-        f64,
-        Option<Timestamp>,
-    ) = c
-        .prepare_cached(
-            "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), \
-             COUNT(*), COALESCE(SUM(cost_usd), 0.0), MAX(created_at) \
-             FROM usage_records WHERE user_id = ?1",
-        )?
-        .query_row([user_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, opt_ts_at(r, 4)?))
-        })?;
+    let mut last_usage: Option<Timestamp> = None;
     let by_model = c
         .prepare_cached(
-            "SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd) \
-             FROM usage_records WHERE user_id = ?1 GROUP BY model ORDER BY model",
+            "SELECT model, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), \
+             SUM(cost_usd), MAX(last_at) \
+             FROM usage_daily WHERE user_id = ?1 GROUP BY model ORDER BY model",
         )?
         .query_map([user_id], |r| {
-            Ok(ModelUsage {
+            let model = ModelUsage {
                 model: r.get(0)?,
                 requests: r.get(1)?,
                 prompt_tokens: r.get(2)?,
                 completion_tokens: r.get(3)?,
                 cost_usd: r.get(4)?,
-            })
+            };
+            Ok((model, opt_ts_at(r, 5)?))
         })?
+        .map(|row| {
+            let (model, last) = row?;
+            last_usage = last_usage.max(last);
+            Ok(model)
+        })
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let conversations_count: i64 = c
-        .prepare_cached("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")?
-        .query_row([user_id], |r| r.get(0))?;
-    let (messages_count, last_message): (i64, Option<Timestamp>) = c
+    let (conversations_count, messages_count, last_activity): (i64, i64, Option<Timestamp>) = c
         .prepare_cached(
-            "SELECT COUNT(*), MAX(m.created_at) FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1",
+            "SELECT COUNT(*), COALESCE(SUM(message_count), 0), MAX(updated_at) \
+             FROM conversations WHERE user_id = ?1",
         )?
-        .query_row([user_id], |r| Ok((r.get(0)?, opt_ts_at(r, 1)?)))?;
-    Ok(UsageTotals {
-        total_tokens: prompt_tokens + completion_tokens,
-        prompt_tokens,
-        completion_tokens,
-        requests,
-        cost_usd,
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?, opt_ts_at(r, 2)?)))?;
+    Ok(UsageTotals::from_models(
+        by_model,
         conversations_count,
         messages_count,
-        last_used: last_usage.max(last_message),
-        by_model,
-    })
+        last_usage.max(last_activity),
+    ))
+}
+
+/// Tokens used from `since` on: whole days from the rollup, a partial first day from the
+/// records (see [`UsageSpan`]).
+pub(super) fn tokens_used_since(
+    c: &rusqlite::Connection,
+    user_id: &str,
+    since: Timestamp,
+) -> rusqlite::Result<i64> {
+    let span = UsageSpan::since(since);
+    c.prepare_cached(
+        "SELECT (SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_daily \
+                  WHERE user_id = ?1 AND day >= ?2) \
+              + (SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_records \
+                  WHERE user_id = ?1 AND created_at >= ?3 AND created_at < ?4)",
+    )?
+    .query_row(
+        params![
+            user_id,
+            span.days_from.format("%Y-%m-%d").to_string(),
+            ts(span.partial_from),
+            ts(span.partial_until)
+        ],
+        |r| r.get(0),
+    )
+}
+
+/// Deletes up to `limit` of the oldest usage records created before `before` (the rollup
+/// keeps what they counted); returns how many.
+pub(super) fn prune(c: &rusqlite::Connection, before: &str, limit: u32) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "DELETE FROM usage_records WHERE rowid IN \
+         (SELECT rowid FROM usage_records WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+    )?
+    .execute(params![before, limit])
 }
 
 /// A usage record, owned, ready to insert (a trigger adds it to the user's total).
