@@ -11,14 +11,20 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::protocol::dto::{
     ConversationPage, ConversationWithMessages, CreateConversationRequest, ListQuery,
+    UpdateConversationRequest,
 };
 use crate::service::NewConversationInput;
 use crate::state::AppState;
+use crate::store::{ConversationFilter, ConversationPatch};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_conversation, list_conversations))
-        .routes(routes!(get_conversation, delete_conversation))
+        .routes(routes!(
+            get_conversation,
+            update_conversation,
+            delete_conversation
+        ))
 }
 
 /// Create a conversation.
@@ -43,7 +49,8 @@ async fn create_conversation(
     Ok((StatusCode::CREATED, Json(conversation.into())))
 }
 
-/// List the caller's conversations, latest activity first.
+/// List the caller's conversations: pinned first, then latest activity first; archived ones
+/// only with `?archived=true`.
 #[utoipa::path(get, path = "/ai/conversations", tag = "conversations",
     params(ListQuery),
     responses((status = 200, body = ConversationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -54,7 +61,14 @@ async fn list_conversations(
 ) -> Result<Json<ConversationPage>, ApiError> {
     let page = state
         .conversations
-        .list(&user.id, query.page.unwrap_or(1), query.limit.unwrap_or(20))
+        .list(
+            &user.id,
+            ConversationFilter {
+                archived: query.archived.unwrap_or(false),
+            },
+            query.page.unwrap_or(1),
+            query.limit.unwrap_or(20),
+        )
         .await?;
     Ok(Json(page.into()))
 }
@@ -73,6 +87,30 @@ async fn get_conversation(
         conversation: conversation.into(),
         messages: messages.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// Rename, archive, pin or re-tag a conversation (only the fields given change).
+#[utoipa::path(patch, path = "/ai/conversations/{id}", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    request_body = UpdateConversationRequest,
+    responses(
+        (status = 200, body = crate::protocol::dto::Conversation),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn update_conversation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<UpdateConversationRequest>,
+) -> Result<Json<crate::protocol::dto::Conversation>, ApiError> {
+    let patch = ConversationPatch {
+        title: body.title,
+        archived: body.archived,
+        pinned: body.pinned,
+        metadata: body.metadata,
+    };
+    let conversation = state.conversations.update(&user.id, id, patch).await?;
+    Ok(Json(conversation.into()))
 }
 
 /// Delete a conversation and its messages.

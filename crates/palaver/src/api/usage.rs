@@ -42,7 +42,7 @@ pub struct UsageStats {
     pub total_tokens: i64,
     pub conversations_count: i64,
     pub messages_count: i64,
-    /// Time of the latest message or usage; the time of the request before any (never null:
+    /// Time of the latest usage or conversation activity; the time of the request before any (never null:
     /// the old module typed it as a date).
     pub last_used: String,
     pub prompt_tokens: i64,

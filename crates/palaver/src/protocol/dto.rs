@@ -28,6 +28,10 @@ pub struct Conversation {
     pub updated_at: String,
     pub model: Option<String>,
     pub system_prompt: Option<String>,
+    /// Left out of the default listing (`?archived=true` lists these).
+    pub archived: bool,
+    /// Listed first.
+    pub pinned: bool,
 }
 
 impl From<store::Conversation> for Conversation {
@@ -42,6 +46,8 @@ impl From<store::Conversation> for Conversation {
             updated_at: rfc3339(&c.updated_at),
             model: c.model,
             system_prompt: c.system_prompt,
+            archived: c.archived,
+            pinned: c.pinned,
         }
     }
 }
@@ -118,6 +124,23 @@ pub struct CreateConversationRequest {
     pub metadata: Option<serde_json::Value>,
 }
 
+/// `PATCH /ai/conversations/:id`: only the fields given change.
+#[derive(Debug, Clone, Deserialize, ToSchema, garde::Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateConversationRequest {
+    /// 1 to 200 characters (trimmed).
+    #[garde(length(chars, min = 1, max = 200))]
+    pub title: Option<String>,
+    #[garde(skip)]
+    pub archived: Option<bool>,
+    #[garde(skip)]
+    pub pinned: Option<bool>,
+    /// Replaces the metadata object.
+    #[garde(custom(is_object))]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
 fn is_object(value: &Option<serde_json::Value>, _: &()) -> garde::Result {
     match value {
         None | Some(serde_json::Value::Object(_)) => Ok(()),
@@ -136,6 +159,10 @@ pub struct ListQuery {
     #[garde(range(min = 1, max = 100))]
     #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<u64>,
+    /// `true` lists the archived conversations only; by default they are left out.
+    #[garde(skip)]
+    #[param(default = false)]
+    pub archived: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

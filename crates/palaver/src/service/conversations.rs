@@ -3,7 +3,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::store::{self, Conversation, Message, NewConversation, Store};
+use crate::store::{
+    self, Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Store,
+};
 
 pub const DEFAULT_TITLE: &str = "New Conversation";
 
@@ -69,13 +71,14 @@ impl ConversationService {
     pub async fn list(
         &self,
         user_id: &str,
+        filter: ConversationFilter,
         page: u64,
         limit: u64,
     ) -> Result<Page<Conversation>, ServiceError> {
         let offset = page.saturating_sub(1).saturating_mul(limit);
         let (items, total) = self
             .store
-            .list_conversations(user_id, offset, limit)
+            .list_conversations(user_id, filter, offset, limit)
             .await?;
         Ok(Page {
             items,
@@ -100,6 +103,29 @@ impl ConversationService {
         let conversation = self.get(user_id, id).await?;
         let messages = self.store.list_messages(id).await?;
         Ok((conversation, messages))
+    }
+
+    /// Renames, archives, pins or re-tags a conversation of `user_id` (the title is trimmed
+    /// and may not be blank); its `updated_at` stays with its messages.
+    pub async fn update(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        mut patch: ConversationPatch,
+    ) -> Result<Conversation, ServiceError> {
+        if let Some(title) = patch.title.as_mut() {
+            *title = title.trim().to_owned();
+            if title.is_empty() {
+                return Err(ServiceError::Invalid {
+                    field: "title",
+                    message: "title must not be blank".to_owned(),
+                });
+            }
+        }
+        self.store
+            .update_conversation(user_id, id, &patch)
+            .await?
+            .ok_or(ServiceError::NotFound("Conversation"))
     }
 
     pub async fn delete(&self, user_id: &str, id: Uuid) -> Result<(), ServiceError> {

@@ -106,15 +106,26 @@ pub trait Store: Send + Sync + 'static {
     /// `first` names another conversation.
     async fn start_conversation(&self, new: &NewConversation, first: &Message) -> StoreResult<()>;
 
-    /// One page of a user's conversations, latest activity first, and the user's total.
+    /// One page of a user's conversations that match `filter`, pinned ones first, then latest
+    /// activity first, and how many match in all.
     async fn list_conversations(
         &self,
         user_id: &str,
+        filter: ConversationFilter,
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<Conversation>, u64)>;
 
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>>;
+
+    /// Applies `patch` to a conversation of `user_id` and returns it as it now is; `None`
+    /// when the user has no such conversation.
+    async fn update_conversation(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        patch: &ConversationPatch,
+    ) -> StoreResult<Option<Conversation>>;
 
     /// Deletes a conversation and its messages; false when the user has no such conversation.
     async fn delete_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<bool>;

@@ -95,6 +95,8 @@ impl NewConversation {
             model: self.model.clone(),
             metadata: self.metadata.clone(),
             message_count: 0,
+            archived: false,
+            pinned: false,
             created_at: self.created_at,
             updated_at: self.created_at,
         }
@@ -110,8 +112,30 @@ pub struct Conversation {
     pub model: Option<String>,
     pub metadata: serde_json::Value,
     pub message_count: i64,
+    /// Left out of the default listing (`?archived=true` lists these).
+    pub archived: bool,
+    /// Listed before the others.
+    pub pinned: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// A change to a conversation's own fields (`PATCH`): `None` leaves a field as it is. It does
+/// not move `updated_at`, which follows the messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConversationPatch {
+    pub title: Option<String>,
+    pub archived: Option<bool>,
+    pub pinned: Option<bool>,
+    /// Replaces the whole metadata object.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Which of a user's conversations a listing shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    /// The archived ones only (else only the others).
+    pub archived: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

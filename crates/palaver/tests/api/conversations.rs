@@ -303,3 +303,122 @@ async fn a_post_with_no_body_creates_an_untitled_conversation() {
     chat.assert_error(400, "validation_failed");
     assert_eq!(chat.body["errors"][0]["field"], "message", "{}", chat.body);
 }
+
+/// Issue #16: `PATCH /ai/conversations/:id` renames, archives, pins and re-tags; the listing
+/// leaves archived ones out unless asked and puts pinned ones first; bad input is a clear 400
+/// that changes nothing, and another user's conversation is 404.
+#[tokio::test]
+async fn conversations_are_patched_archived_and_pinned() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let mut ids = Vec::new();
+        for title in ["first", "second", "third"] {
+            let c = app
+                .create_conversation("pia", json!({"title": title}))
+                .await;
+            ids.push(c.body["id"].as_str().unwrap().to_owned());
+        }
+        let token = app.token("pia");
+        let patch = |id: &str, body: serde_json::Value| {
+            let (token, path) = (token.clone(), format!("/api/v1/ai/conversations/{id}"));
+            let app = &app;
+            async move {
+                app.request(Method::PATCH, &path, Some(&token), Some(body))
+                    .await
+            }
+        };
+        let titles = |query: &'static str| {
+            let app = &app;
+            async move {
+                let list = app.list_conversations("pia", query).await;
+                assert_eq!(list.status, 200, "{}", list.body);
+                let titles: Vec<String> = list.body["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["title"].as_str().unwrap().to_owned())
+                    .collect();
+                (titles, list.body["meta"]["total"].as_u64().unwrap())
+            }
+        };
+
+        let pinned = patch(&ids[0], json!({"pinned": true})).await;
+        assert_eq!(pinned.status, 200, "{backend:?}: {}", pinned.body);
+        assert_eq!(pinned.body["pinned"], true);
+        assert_eq!(pinned.body["archived"], false);
+        assert_eq!(pinned.body["title"], "first");
+        let archived = patch(
+            &ids[1],
+            json!({"title": "  Trip plans ", "archived": true, "metadata": {"tag": "travel"}}),
+        )
+        .await;
+        assert_eq!(archived.status, 200, "{backend:?}: {}", archived.body);
+        assert_eq!(archived.body["title"], "Trip plans", "trimmed");
+        assert_eq!(archived.body["metadata"], json!({"tag": "travel"}));
+        assert_eq!(archived.body["updatedAt"], archived.body["createdAt"]);
+
+        assert_eq!(titles("").await, (vec!["first".into(), "third".into()], 2));
+        assert_eq!(titles("?archived=false").await.1, 2);
+        assert_eq!(
+            titles("?archived=true").await,
+            (vec!["Trip plans".into()], 1)
+        );
+        let got = app.get_conversation("pia", &ids[1]).await;
+        assert_eq!(
+            (got.body["archived"].clone(), got.body["pinned"].clone()),
+            (json!(true), json!(false))
+        );
+
+        // Unarchived, it is back in the listing, after the pinned one.
+        let back = patch(&ids[1], json!({"archived": false})).await;
+        assert_eq!(back.status, 200);
+        assert_eq!(
+            titles("").await.0,
+            vec!["first".to_owned(), "third".into(), "Trip plans".into()]
+        );
+
+        for (body, why) in [
+            (json!({"title": "   "}), "blank title"),
+            (json!({"title": "x".repeat(201)}), "title too long"),
+            (json!({"archived": "yes"}), "wrong type"),
+            (json!({"pinned": 1}), "wrong type"),
+            (json!({"metadata": [1, 2]}), "metadata not an object"),
+            (json!({"archive": true}), "unknown field"),
+            (json!([]), "not an object"),
+        ] {
+            let r = patch(&ids[2], body).await;
+            r.assert_error(400, "validation_failed");
+            assert!(r.body["message"].is_string(), "{why}: {}", r.body);
+        }
+        let unchanged = app.get_conversation("pia", &ids[2]).await;
+        assert_eq!(unchanged.body["title"], "third");
+        assert_eq!(unchanged.body["pinned"], false);
+
+        let intruder = app.token("intruder");
+        let path = format!("/api/v1/ai/conversations/{}", ids[2]);
+        app.request(
+            Method::PATCH,
+            &path,
+            Some(&intruder),
+            Some(json!({"pinned": true})),
+        )
+        .await
+        .assert_error(404, "not_found");
+        let unknown = format!("/api/v1/ai/conversations/{}", Uuid::now_v7());
+        app.request(
+            Method::PATCH,
+            &unknown,
+            Some(&token),
+            Some(json!({"pinned": true})),
+        )
+        .await
+        .assert_error(404, "not_found");
+        app.request(Method::PATCH, &path, None, Some(json!({"pinned": true})))
+            .await
+            .assert_error(401, "unauthorized");
+        assert_eq!(
+            app.get_conversation("pia", &ids[2]).await.body["pinned"],
+            false
+        );
+    }
+}

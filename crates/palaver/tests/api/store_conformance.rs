@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use palaver::store::{
-    self, Message, NewConversation, PgStore, Role, SqliteStore, Store, StoreError, UsageRecord,
+    self, ConversationFilter, ConversationPatch, Message, NewConversation, PgStore, Role,
+    SqliteStore, Store, StoreError, UsageRecord,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -280,7 +281,10 @@ async fn listing_pages_by_latest_activity() {
             .await
             .unwrap();
 
-        let (page, total) = store.list_conversations("alice", 0, 2).await.unwrap();
+        let (page, total) = store
+            .list_conversations("alice", ConversationFilter::default(), 0, 2)
+            .await
+            .unwrap();
         assert_eq!(total, 5, "{backend}: only alice's are counted");
         assert_eq!(
             page.iter().map(|c| c.id).collect::<Vec<_>>(),
@@ -296,7 +300,10 @@ async fn listing_pages_by_latest_activity() {
             )
             .await
             .unwrap();
-        let (page, _) = store.list_conversations("alice", 0, 10).await.unwrap();
+        let (page, _) = store
+            .list_conversations("alice", ConversationFilter::default(), 0, 10)
+            .await
+            .unwrap();
         assert_eq!(
             page.iter().map(|c| c.id).collect::<Vec<_>>(),
             vec![ids[0], ids[4], ids[3], ids[2], ids[1]],
@@ -305,16 +312,127 @@ async fn listing_pages_by_latest_activity() {
         assert_eq!(page[0].updated_at, t0 + Duration::seconds(60));
         assert_eq!(page[0].message_count, 1);
 
-        let (page, total) = store.list_conversations("alice", 4, 10).await.unwrap();
+        let (page, total) = store
+            .list_conversations("alice", ConversationFilter::default(), 4, 10)
+            .await
+            .unwrap();
         assert_eq!((page.len(), total), (1, 5), "{backend}: the last page");
-        let (page, total) = store.list_conversations("alice", 10, 10).await.unwrap();
+        let (page, total) = store
+            .list_conversations("alice", ConversationFilter::default(), 10, 10)
+            .await
+            .unwrap();
         assert_eq!((page.len(), total), (0, 5), "{backend}: past the end");
-        let (page, total) = store.list_conversations("carol", 0, 10).await.unwrap();
+        let (page, total) = store
+            .list_conversations("carol", ConversationFilter::default(), 0, 10)
+            .await
+            .unwrap();
         assert_eq!(
             (page.len(), total),
             (0, 0),
             "{backend}: a user with nothing"
         );
+    }
+}
+
+/// Issue #16: a patch changes only the fields it names, never `updated_at`; listings show
+/// archived or unarchived conversations, pinned ones first.
+#[tokio::test]
+async fn conversations_are_renamed_archived_and_pinned() {
+    for backend in backends() {
+        let (store, _db) = open(backend).await;
+        let t0 = store::now();
+        store.ensure_user("alice", t0).await.unwrap();
+        store.ensure_user("bob", t0).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let new = new_conversation("alice", &format!("c{i}"), t0 + Duration::seconds(i));
+            ids.push(store.create_conversation(&new).await.unwrap().id);
+        }
+        let listed = |archived: bool| {
+            let store = store.clone();
+            async move {
+                let filter = ConversationFilter { archived };
+                let (page, total) = store
+                    .list_conversations("alice", filter, 0, 10)
+                    .await
+                    .unwrap();
+                assert_eq!(total, page.len() as u64, "{backend}");
+                page.iter().map(|c| c.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(false).await, vec![ids[3], ids[2], ids[1], ids[0]]);
+        assert!(listed(true).await.is_empty());
+
+        let pin = ConversationPatch {
+            pinned: Some(true),
+            ..ConversationPatch::default()
+        };
+        let pinned = store
+            .update_conversation("alice", ids[0], &pin)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(pinned.pinned && !pinned.archived, "{backend}");
+        assert_eq!(pinned.title, "c0", "{backend}: untouched");
+        assert_eq!(pinned.updated_at, t0, "{backend}: a patch is not activity");
+        let rename = ConversationPatch {
+            title: Some("Trip plans".to_owned()),
+            archived: Some(true),
+            metadata: Some(json!({"color": "blue"})),
+            ..ConversationPatch::default()
+        };
+        let renamed = store
+            .update_conversation("alice", ids[2], &rename)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (renamed.title.as_str(), renamed.archived, renamed.pinned),
+            ("Trip plans", true, false),
+            "{backend}"
+        );
+        assert_eq!(renamed.metadata, json!({"color": "blue"}), "{backend}");
+        assert_eq!(
+            store
+                .get_conversation("alice", ids[2])
+                .await
+                .unwrap()
+                .unwrap(),
+            renamed,
+            "{backend}: stored as returned"
+        );
+        assert_eq!(
+            listed(false).await,
+            vec![ids[0], ids[3], ids[1]],
+            "{backend}"
+        );
+        assert_eq!(listed(true).await, vec![ids[2]], "{backend}");
+
+        // Someone else's conversation, or none at all: nothing changes.
+        assert!(
+            store
+                .update_conversation("bob", ids[1], &pin)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let unknown = store
+            .update_conversation("alice", Uuid::new_v4(), &pin)
+            .await
+            .unwrap();
+        assert!(unknown.is_none(), "{backend}");
+        assert_eq!(
+            listed(false).await,
+            vec![ids[0], ids[3], ids[1]],
+            "{backend}"
+        );
+        // An empty patch returns the conversation as it is.
+        let same = store
+            .update_conversation("alice", ids[3], &ConversationPatch::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(same.title, "c3", "{backend}");
     }
 }
 

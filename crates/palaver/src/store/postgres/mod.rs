@@ -11,8 +11,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    Conversation, Message, NewConversation, Role, Store, StoreError, StoreResult, Timestamp,
-    UsageRecord, UsageTotals, User,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Role, Store,
+    StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 pub use jobs::PgJobStore;
 
@@ -20,7 +20,7 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-fn conversation(row: &PgRow) -> StoreResult<Conversation> {
+pub(super) fn conversation(row: &PgRow) -> StoreResult<Conversation> {
     Ok(Conversation {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
@@ -31,6 +31,8 @@ fn conversation(row: &PgRow) -> StoreResult<Conversation> {
         message_count: row.try_get("message_count")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        archived: row.try_get("archived")?,
+        pinned: row.try_get("pinned")?,
     })
 }
 
@@ -52,9 +54,13 @@ fn message(row: &PgRow) -> StoreResult<Message> {
 /// Selects the columns [`conversation`] reads.
 macro_rules! conversations {
     () => {
-        "SELECT id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at FROM conversations"
+        "SELECT id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at, \
+         archived, pinned FROM conversations"
     };
 }
+
+// After the macro, which it uses.
+mod conversations;
 
 impl PgStore {
     /// A pool of 10 connections.
@@ -160,28 +166,20 @@ impl Store for PgStore {
     async fn list_conversations(
         &self,
         user_id: &str,
+        filter: ConversationFilter,
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<Conversation>, u64)> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&self.pool)
-                .await?;
-        let rows = sqlx::query(concat!(
-            conversations!(),
-            " WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(user_id)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        let conversations = rows
-            .iter()
-            .map(conversation)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok((conversations, u64::try_from(total).unwrap_or(0)))
+        conversations::list(&self.pool, user_id, filter, offset, limit).await
+    }
+
+    async fn update_conversation(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        patch: &ConversationPatch,
+    ) -> StoreResult<Option<Conversation>> {
+        conversations::update(&self.pool, user_id, id, patch).await
     }
 
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>> {

@@ -35,7 +35,8 @@ pub(super) fn json_at(row: &Row<'_>, i: usize) -> rusqlite::Result<serde_json::V
 /// The columns [`conversation`] reads.
 macro_rules! conversation_columns {
     () => {
-        "id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at"
+        "id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at, \
+         archived, pinned"
     };
 }
 
@@ -50,6 +51,8 @@ pub(super) fn conversation(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         message_count: row.get(6)?,
         created_at: ts_at(row, 7)?,
         updated_at: ts_at(row, 8)?,
+        archived: row.get(9)?,
+        pinned: row.get(10)?,
     })
 }
 

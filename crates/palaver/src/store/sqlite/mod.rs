@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::embedded::{Db, DbError};
 use super::{
-    Conversation, Message, NewConversation, Store, StoreError, StoreResult, Timestamp, UsageRecord,
-    UsageTotals, User,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Store,
+    StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 use conversations::{
     ConversationRow, MessageRow, conversation, conversation_columns, message, message_columns,
@@ -131,26 +131,30 @@ impl Store for SqliteStore {
     async fn list_conversations(
         &self,
         user_id: &str,
+        filter: ConversationFilter,
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<Conversation>, u64)> {
         let user_id = user_id.to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let archived = filter.archived;
         Ok(self
             .db
             .read(move |c| {
                 let total: i64 = c
-                    .prepare_cached("SELECT COUNT(*) FROM conversations WHERE user_id = ?1")?
-                    .query_row([&user_id], |r| r.get(0))?;
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM conversations WHERE user_id = ?1 AND archived = ?2",
+                    )?
+                    .query_row(params![user_id, archived], |r| r.get(0))?;
                 let mut stmt = c.prepare_cached(concat!(
                     "SELECT ",
                     conversation_columns!(),
-                    " FROM conversations WHERE user_id = ?1 \
-                     ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+                    " FROM conversations WHERE user_id = ?1 AND archived = ?2 \
+                     ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT ?3 OFFSET ?4"
                 ))?;
                 let conversations = stmt
-                    .query_map(params![user_id, limit, offset], conversation)?
+                    .query_map(params![user_id, archived, limit, offset], conversation)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok((conversations, u64::try_from(total).unwrap_or(0)))
             })
@@ -168,6 +172,39 @@ impl Store for SqliteStore {
                     " FROM conversations WHERE id = ?1 AND user_id = ?2"
                 ))?
                 .query_row([id, user_id], conversation)
+                .optional()
+            })
+            .await?)
+    }
+
+    async fn update_conversation(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        patch: &ConversationPatch,
+    ) -> StoreResult<Option<Conversation>> {
+        let (user_id, id) = (user_id.to_owned(), id.to_string());
+        let patch = patch.clone();
+        Ok(self
+            .db
+            .write(move |c| {
+                c.prepare_cached(concat!(
+                    "UPDATE conversations SET title = COALESCE(?3, title), \
+                     archived = COALESCE(?4, archived), pinned = COALESCE(?5, pinned), \
+                     metadata = COALESCE(?6, metadata) WHERE id = ?1 AND user_id = ?2 RETURNING ",
+                    conversation_columns!()
+                ))?
+                .query_row(
+                    params![
+                        id,
+                        user_id,
+                        patch.title,
+                        patch.archived,
+                        patch.pinned,
+                        patch.metadata.map(|m| m.to_string())
+                    ],
+                    conversation,
+                )
                 .optional()
             })
             .await?)

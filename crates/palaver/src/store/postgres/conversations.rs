@@ -1,0 +1,63 @@
+//! Listing and changing conversations.
+
+use sqlx::postgres::PgPool;
+use uuid::Uuid;
+
+use super::super::{Conversation, ConversationFilter, ConversationPatch, StoreResult};
+use super::conversation;
+
+pub(super) async fn list(
+    pool: &PgPool,
+    user_id: &str,
+    filter: ConversationFilter,
+    offset: u64,
+    limit: u64,
+) -> StoreResult<(Vec<Conversation>, u64)> {
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM conversations WHERE user_id = $1 AND archived = $2",
+    )
+    .bind(user_id)
+    .bind(filter.archived)
+    .fetch_one(pool)
+    .await?;
+    let rows = sqlx::query(concat!(
+        conversations!(),
+        " WHERE user_id = $1 AND archived = $2 \
+         ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT $3 OFFSET $4"
+    ))
+    .bind(user_id)
+    .bind(filter.archived)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    let conversations = rows
+        .iter()
+        .map(conversation)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok((conversations, u64::try_from(total).unwrap_or(0)))
+}
+
+pub(super) async fn update(
+    pool: &PgPool,
+    user_id: &str,
+    id: Uuid,
+    patch: &ConversationPatch,
+) -> StoreResult<Option<Conversation>> {
+    let row = sqlx::query(
+        "UPDATE conversations SET title = COALESCE($3, title), \
+         archived = COALESCE($4, archived), pinned = COALESCE($5, pinned), \
+         metadata = COALESCE($6, metadata) WHERE id = $1 AND user_id = $2 \
+         RETURNING id, user_id, title, system_prompt, model, metadata, message_count, \
+         created_at, updated_at, archived, pinned",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(patch.title.as_deref())
+    .bind(patch.archived)
+    .bind(patch.pinned)
+    .bind(patch.metadata.as_ref())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(conversation).transpose()
+}
