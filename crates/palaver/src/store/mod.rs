@@ -127,6 +127,18 @@ pub trait Store: Send + Sync + 'static {
         patch: &ConversationPatch,
     ) -> StoreResult<Option<Conversation>>;
 
+    /// Sets the title of a conversation of `user_id` to `title` only if it is still
+    /// `expected`, in one statement (a title job must never overwrite a title the user set
+    /// while it waited); false when it is not (renamed, or no such conversation). `updated_at`
+    /// does not move.
+    async fn set_title_if(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        expected: &str,
+        title: &str,
+    ) -> StoreResult<bool>;
+
     /// Deletes a conversation and its messages; false when the user has no such conversation.
     async fn delete_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<bool>;
 

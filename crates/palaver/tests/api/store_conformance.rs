@@ -436,6 +436,55 @@ async fn conversations_are_renamed_archived_and_pinned() {
     }
 }
 
+/// Issue #16: a title job sets the title only while it is still the one it expected, in one
+/// statement, so a rename between its check and its write is never overwritten.
+#[tokio::test]
+async fn a_title_is_set_only_over_the_expected_one() {
+    for backend in backends() {
+        let (store, _db) = open(backend).await;
+        let t0 = store::now();
+        store.ensure_user("alice", t0).await.unwrap();
+        let c = store
+            .create_conversation(&new_conversation("alice", "New Conversation", t0))
+            .await
+            .unwrap();
+        let title = |store: Arc<dyn Store>| async move {
+            store
+                .get_conversation("alice", c.id)
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        // Someone else's conversation, or none at all: nothing changes.
+        for (user, id) in [("bob", c.id), ("alice", Uuid::new_v4())] {
+            let set = store
+                .set_title_if(user, id, "New Conversation", "Stolen")
+                .await
+                .unwrap();
+            assert!(!set, "{backend}");
+        }
+        assert!(
+            store
+                .set_title_if("alice", c.id, "New Conversation", "Trip plans")
+                .await
+                .unwrap(),
+            "{backend}"
+        );
+        let now = title(store.clone()).await;
+        assert_eq!(now.title, "Trip plans", "{backend}");
+        assert_eq!(now.updated_at, t0, "{backend}: a title is not activity");
+        // The title is no longer the expected one: the second writer loses.
+        assert!(
+            !store
+                .set_title_if("alice", c.id, "New Conversation", "Other")
+                .await
+                .unwrap(),
+            "{backend}"
+        );
+        assert_eq!(title(store.clone()).await.title, "Trip plans", "{backend}");
+    }
+}
+
 #[tokio::test]
 async fn messages_keep_order_and_content() {
     for backend in backends() {

@@ -61,3 +61,25 @@ pub(super) async fn update(
     .await?;
     row.as_ref().map(conversation).transpose()
 }
+
+/// Sets the title only if it is still `expected`: one statement, so a rename between the
+/// check and the write cannot be lost.
+pub(super) async fn set_title_if(
+    pool: &PgPool,
+    user_id: &str,
+    id: Uuid,
+    expected: &str,
+    title: &str,
+) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE conversations SET title = $4 WHERE id = $1 AND user_id = $2 AND title = $3",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(expected)
+    .bind(title)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}

@@ -182,6 +182,16 @@ impl Store for PgStore {
         conversations::update(&self.pool, user_id, id, patch).await
     }
 
+    async fn set_title_if(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        expected: &str,
+        title: &str,
+    ) -> StoreResult<bool> {
+        conversations::set_title_if(&self.pool, user_id, id, expected, title).await
+    }
+
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>> {
         let row = sqlx::query(concat!(conversations!(), " WHERE id = $1 AND user_id = $2"))
             .bind(id)

@@ -210,6 +210,27 @@ impl Store for SqliteStore {
             .await?)
     }
 
+    async fn set_title_if(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        expected: &str,
+        title: &str,
+    ) -> StoreResult<bool> {
+        let (user_id, id) = (user_id.to_owned(), id.to_string());
+        let (expected, title) = (expected.to_owned(), title.to_owned());
+        let changed = self
+            .db
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE conversations SET title = ?4 WHERE id = ?1 AND user_id = ?2 AND title = ?3",
+                )?
+                .execute(params![id, user_id, expected, title])
+            })
+            .await?;
+        Ok(changed == 1)
+    }
+
     async fn delete_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<bool> {
         let (user_id, id) = (user_id.to_owned(), id.to_string());
         let deleted = self
