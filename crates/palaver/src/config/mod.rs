@@ -11,6 +11,7 @@ mod jobs;
 mod limits;
 mod providers;
 mod serving;
+mod titles;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use database::DatabaseConfig;
 pub use jobs::JobsConfig;
 pub use providers::{OpenAiConfig, ProviderSettings};
 pub use serving::{DisconnectPolicy, LogFormat};
+pub use titles::TitlesConfig;
 
 use env::Env;
 
@@ -76,6 +78,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Background jobs. \[jobs\]
     pub jobs: JobsConfig,
+    /// Automatic conversation titles (`AUTO_TITLE`, `TITLE_MODEL`).
+    pub titles: TitlesConfig,
 }
 
 impl Config {
@@ -138,6 +142,7 @@ impl Config {
             log_format: serving::log_format(&env)?,
             shutdown_grace: Duration::from_secs(env.parse("SHUTDOWN_GRACE_SECS", 30)?),
             jobs: jobs::jobs_config(&env)?,
+            titles: titles::titles(&env)?,
         })
     }
 
@@ -168,6 +173,11 @@ mod tests {
         assert_eq!(c.body_limit_bytes, 1024 * 1024);
         assert!(c.redis_url.is_none());
         assert_eq!(c.usage_retention, Duration::from_secs(90 * 86_400));
+        assert!(c.titles.auto);
+        assert_eq!(c.titles.model, None);
+        let c = cfg(&[("AUTO_TITLE", "false"), ("TITLE_MODEL", " gpt-4o-mini ")]).unwrap();
+        assert!(!c.titles.auto);
+        assert_eq!(c.titles.model.as_deref(), Some("gpt-4o-mini"));
     }
 
     #[test]
@@ -184,6 +194,8 @@ mod tests {
             ("ANTHROPIC_API_KEY", "short"),
             ("STREAM_ON_DISCONNECT", "maybe"),
             ("USAGE_RETENTION_DAYS", "0"),
+            ("AUTO_TITLE", "sometimes"),
+            ("TITLE_MODEL", "two words"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);
