@@ -8,8 +8,11 @@ use futures::StreamExt;
 
 use super::{
     ChatCompletion, ChatRequest, ChatRole, ChatStream, EmbeddingRequest, Embeddings, ProviderError,
-    StreamEvent, tokens,
+    StreamEvent, TITLE_MESSAGE_LABEL, TITLE_PROMPT, tokens,
 };
+
+/// How many words of the first message a mock title keeps.
+const TITLE_WORDS: usize = 5;
 
 pub const EMBEDDING_DIMS: usize = 1536;
 
@@ -31,9 +34,13 @@ impl Mock {
             .rev()
             .find(|m| m.role == ChatRole::User)
             .map_or("", |m| m.content.as_str());
-        let text = format!(
-            "This is Palaver's built-in mock provider: no provider key is configured, so no real model answered. You said: {last}"
-        );
+        let text = if is_title_request(request) {
+            title_of(last)
+        } else {
+            format!(
+                "This is Palaver's built-in mock provider: no provider key is configured, so no real model answered. You said: {last}"
+            )
+        };
         let limit = request.max_tokens.max(1) as usize;
         let mut words = Vec::new();
         let mut used = 0;
@@ -84,6 +91,35 @@ impl Mock {
 
     pub fn list_models(&self) -> Vec<String> {
         vec!["mock".to_owned()]
+    }
+}
+
+/// Whether `request` asks for a conversation's title (its system prompt is [`TITLE_PROMPT`]).
+fn is_title_request(request: &ChatRequest) -> bool {
+    request
+        .messages
+        .first()
+        .is_some_and(|m| m.role == ChatRole::System && m.content == TITLE_PROMPT)
+}
+
+/// The mock's title for a title request's user message: the first few words of the
+/// conversation's first message, without punctuation around them, the first one capitalised.
+fn title_of(request_text: &str) -> String {
+    let first_line = request_text.lines().next().unwrap_or("");
+    let message = first_line
+        .strip_prefix(TITLE_MESSAGE_LABEL)
+        .unwrap_or(first_line);
+    let words: Vec<&str> = message
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .take(TITLE_WORDS)
+        .collect();
+    let title = words.join(" ");
+    let mut chars = title.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => title,
     }
 }
 
@@ -163,6 +199,25 @@ mod tests {
         assert_eq!(reply.finish_reason, "length");
         assert!(tokens::count_text("mock", &reply.content) <= 3);
         assert!(!reply.content.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_title_request_gets_the_first_words_of_the_first_message() {
+        let mut title = request(
+            "First message: plan a trip, to lisbon next spring?\nReply: Sure",
+            20,
+        );
+        title.messages.insert(
+            0,
+            ChatMessage {
+                role: ChatRole::System,
+                content: TITLE_PROMPT.into(),
+            },
+        );
+        let reply = Mock::new(Duration::ZERO).chat(&title).await.unwrap();
+        assert_eq!(reply.content, "Plan a trip to lisbon");
+        assert_eq!(title_of("First message: ¿qué tal?"), "Qué tal");
+        assert_eq!(title_of("First message: ?!"), "");
     }
 
     #[test]

@@ -20,6 +20,17 @@ use futures::Stream;
 pub use http::HttpSettings;
 pub use routing::{Providers, RouteError, Routed};
 
+/// The system prompt of a title request (`generate-title`). Its user message is
+/// [`TITLE_MESSAGE_LABEL`] and the conversation's first message on one line, then the reply's
+/// beginning; the built-in mock recognises the prompt and answers with a title made from that
+/// first message.
+pub const TITLE_PROMPT: &str = "You name conversations. Reply with a title of 3 to 6 words \
+     for the conversation below, in its language: no quotes, no trailing punctuation, nothing \
+     else.";
+
+/// What the first line of a title request's user message starts with.
+pub const TITLE_MESSAGE_LABEL: &str = "First message: ";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatRole {
     System,
