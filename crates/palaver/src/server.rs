@@ -19,8 +19,8 @@ use crate::pricing::{PriceError, PriceTable};
 use crate::providers::{ProviderError, Providers};
 use crate::queue::{JobQueue, QueueError};
 use crate::service::{
-    ActiveStreams, Admission, ChatDefaults, ChatParts, ChatService, ConversationService,
-    EmbeddingService, JobService, Notifier, ServiceError, UsageService,
+    ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
+    EmbeddingService, JobService, Notifier, ServiceError, TitleService, UsageService,
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
@@ -123,12 +123,24 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
     let prices = Arc::new(PriceTable::load(config.prices_file.as_deref())?);
     let (limiter, auth_failures, quotas) = limits(&config, &store).await?;
     announce_providers(&providers);
+    if let Some(model) = &config.titles.model {
+        // A title model no provider serves would fail every title job: say so at start-up.
+        providers
+            .route(model)
+            .map_err(|e| ConfigError::new("TITLE_MODEL", e.to_string()))?;
+    }
     for warning in config.key_warnings() {
         tracing::warn!("{warning}");
     }
     let _ = crate::telemetry::metrics_handle();
     let admission = Admission::new(limiter, quotas, Arc::new(ActiveStreams::default()));
     let tasks = TaskTracker::new();
+    let queue = JobQueue::connect(&config).await?;
+    let jobs = JobService::new(backend.jobs, queue, store.clone()).await?;
+    let titles = config.titles.auto.then(|| AutoTitle {
+        queue: Arc::new(jobs.clone()),
+        model: config.titles.model.clone(),
+    });
     // The tokenizer tables (tens of MB each) load on first use, not here: an idle
     // instance stays small, and the first chat of a process pays for its model's encoding.
     let chat = ChatService::new(ChatParts {
@@ -143,13 +155,18 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         },
         tasks: tasks.clone(),
         on_disconnect: config.stream_on_disconnect,
+        titles,
     });
-    let queue = JobQueue::connect(&config).await?;
-    let jobs = JobService::new(backend.jobs, queue, store.clone()).await?;
     Ok(AppState {
         auth: Arc::new(Authenticator::new(verifier, auth_failures, store.clone())),
         conversations: ConversationService::new(store.clone()),
-        embeddings: EmbeddingService::new(store.clone(), providers, prices, admission.clone()),
+        embeddings: EmbeddingService::new(
+            store.clone(),
+            providers.clone(),
+            prices.clone(),
+            admission.clone(),
+        ),
+        titles: TitleService::new(store.clone(), providers, prices, admission.clone()),
         usage: UsageService::new(store.clone(), admission.clone()),
         admission,
         chat,

@@ -9,7 +9,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::service::{
     Admission, ChatService, ConversationService, EmbeddingService, JobService, Notifier,
-    UsageService,
+    TitleService, UsageService,
 };
 use crate::store::Store;
 
@@ -24,6 +24,8 @@ pub struct AppState {
     pub conversations: ConversationService,
     pub chat: ChatService,
     pub embeddings: EmbeddingService,
+    /// Conversation titles (the `generate-title` job's work).
+    pub titles: TitleService,
     pub usage: UsageService,
     pub jobs: JobService,
     /// Events for users' connections (the gateway's emitter, once attached).

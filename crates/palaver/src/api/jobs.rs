@@ -44,7 +44,8 @@ pub struct JobResponse {
     #[schema(value_type = Object)]
     pub data: Value,
     /// When completed: `generate-completion` `{conversationId, messageId, content, tokens}`,
-    /// `generate-embeddings` `{embedding, model, tokens}`.
+    /// `generate-embeddings` `{embedding, model, tokens}`, `generate-title`
+    /// `{conversationId, title}` (`title` null when none was set).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,

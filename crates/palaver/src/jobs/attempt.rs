@@ -35,6 +35,7 @@ impl Runner {
                     .await
                     .and_then(|result| to_raw_value(&result).map_err(invalid_result)),
                 JobKind::GenerateEmbeddings => self.embeddings(job, &progress).await,
+                JobKind::GenerateTitle => self.title(job).await,
             }
         };
         tokio::select! {

@@ -16,13 +16,15 @@
 //! it (its lease expired) is taken over and run again, until the `maxAttempts`-th takeover,
 //! which fails it instead (`JobStore::claim`). A completion job runs the chat
 //! pipeline with a [`crate::service::JobScope`], so that a re-run never stores a second user
-//! message or reply.
+//! message or reply. A `generate-title` job (queued by the pipeline, not by clients) sets a
+//! conversation's title only while it is still the default one.
 
 mod attempt;
 mod maintenance;
 mod outcome;
 mod progress;
 mod runner;
+mod title;
 mod work;
 mod worker;
 

@@ -14,6 +14,8 @@ pub const MESSAGE: &str = "chat:message";
 pub const END: &str = "chat:end";
 pub const ERROR: &str = "chat:error";
 pub const STOPPED: &str = "chat:stopped";
+/// `{conversationId, title}`: a `generate-title` job set a conversation's title.
+pub const CONVERSATION_TITLE: &str = "conversation:title";
 
 /// A pipeline event as a transport sends it: chunks (the hot path) as a typed payload that
 /// serializes without building a JSON tree, everything else as a name and a JSON value.

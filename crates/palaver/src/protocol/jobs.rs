@@ -10,7 +10,8 @@ use crate::service::JobRequest;
 
 #[derive(Debug, Clone, Deserialize, ToSchema, garde::Validate)]
 pub struct CreateJobRequest {
-    /// `generate-completion` or `generate-embeddings`.
+    /// `generate-completion` or `generate-embeddings` (`generate-title` jobs are Palaver's
+    /// own: readable, not accepted here).
     #[serde(rename = "type")]
     #[garde(skip)]
     #[schema(example = "generate-completion")]
@@ -43,6 +44,12 @@ impl CreateJobRequest {
         let completion = match kind.as_str() {
             "generate-completion" => true,
             "generate-embeddings" => false,
+            "generate-title" => {
+                return Err(ApiError::validation(
+                    "type",
+                    "`generate-title` jobs are queued by Palaver after a conversation's first exchange",
+                ));
+            }
             _ => {
                 return Err(ApiError::validation(
                     "type",

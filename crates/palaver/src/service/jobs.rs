@@ -8,10 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use async_trait::async_trait;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{ChatInput, ConversationService, ServiceError};
+use super::{ChatInput, ConversationService, ServiceError, TitleQueue};
 use crate::queue::{Envelope, JobQueue};
 use crate::store::jobs::{Job, JobKind, JobStatus};
 use crate::store::{self, JobStore, JobStoreError, Store};
@@ -23,7 +24,15 @@ pub const MAX_ATTEMPTS: i32 = 3;
 #[derive(Debug, Clone)]
 pub enum JobRequest {
     Completion(ChatInput),
-    Embeddings { text: String, model: Option<String> },
+    Embeddings {
+        text: String,
+        model: Option<String>,
+    },
+    /// Queued by the chat pipeline, never by a client: titles a conversation with `model`.
+    Title {
+        conversation_id: Uuid,
+        model: String,
+    },
 }
 
 /// Cheap to clone; one per process.
@@ -80,20 +89,28 @@ impl JobService {
 
     /// Stores the job as `waiting` and queues its first attempt.
     pub async fn enqueue(&self, user_id: &str, request: JobRequest) -> Result<Job, ServiceError> {
-        let (kind, data) = match request {
+        let (kind, data, conversation_id) = match request {
             JobRequest::Completion(input) => {
                 if let Some(id) = input.conversation_id {
                     // As `POST /ai/chat` does: another user's conversation is not found.
                     self.conversations.get(user_id, id).await?;
                 }
-                (JobKind::GenerateCompletion, to_data(&input)?)
+                (JobKind::GenerateCompletion, to_data(&input)?, None)
             }
             JobRequest::Embeddings { text, model } => {
-                let data = serde_json::json!({"text": text, "model": model});
-                (JobKind::GenerateEmbeddings, strip_nulls(data))
+                let data = json!({"text": text, "model": model});
+                (JobKind::GenerateEmbeddings, strip_nulls(data), None)
+            }
+            JobRequest::Title {
+                conversation_id,
+                model,
+            } => {
+                let data = json!({"conversationId": conversation_id, "model": model});
+                (JobKind::GenerateTitle, data, Some(conversation_id))
             }
         };
-        let job = new_job(user_id, kind, data);
+        let mut job = new_job(user_id, kind, data);
+        job.conversation_id = conversation_id;
         self.store
             .insert(&job, self.queue.name())
             .await
@@ -121,6 +138,22 @@ impl JobService {
             Some(job) if job.user_id == user_id => Ok(job),
             _ => Err(ServiceError::NotFound("Job")),
         }
+    }
+}
+
+#[async_trait]
+impl TitleQueue for JobService {
+    async fn queue_title(
+        &self,
+        user_id: &str,
+        conversation_id: Uuid,
+        model: &str,
+    ) -> Result<Uuid, ServiceError> {
+        let request = JobRequest::Title {
+            conversation_id,
+            model: model.to_owned(),
+        };
+        Ok(self.enqueue(user_id, request).await?.id)
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 pub mod jobs;
 mod notify;
 pub mod streams;
+mod titles;
 mod usage;
 
 pub use admission::Admission;
@@ -23,4 +24,5 @@ pub use error::ServiceError;
 pub use jobs::{JobRequest, JobService};
 pub use notify::{Emitter, Notifier, UserEvent};
 pub use streams::{ActiveStreams, StreamClaim};
+pub use titles::{AutoTitle, TITLE_MAX_CHARS, TitleQueue, TitleService, clean_title};
 pub use usage::{UsageReport, UsageService};

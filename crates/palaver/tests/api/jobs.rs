@@ -902,6 +902,8 @@ impl WorkerProcess {
             .env("PALAVER_DATA_DIR", data_dir)
             .env("JWT_SECRET", SECRET)
             .env("RUST_LOG", "info")
+            // As in every test app (support/app.rs): the title tests turn it on.
+            .env("AUTO_TITLE", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file));

@@ -21,3 +21,4 @@ mod platform;
 mod socketio;
 mod store_conformance;
 mod support;
+mod titles;

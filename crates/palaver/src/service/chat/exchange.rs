@@ -22,6 +22,8 @@ pub(super) struct Turn<'a> {
     pub conversation: Conversation,
     pub created: bool,
     pub user_message: Message,
+    /// The model asked for (the request's, else the conversation's, else the default).
+    pub requested: &'a str,
     /// The model that really answers (the mock says so rather than pretending to be gpt-4).
     pub model: String,
     pub provider: &'a Provider,
@@ -132,6 +134,7 @@ impl ChatService {
             conversation,
             created,
             user_message,
+            requested,
             model,
             provider,
             request: ChatRequest {

@@ -6,7 +6,8 @@
 //! Two entries: [`ChatService::chat`] answers in one piece (`POST /ai/chat`), and
 //! [`ChatService::start_stream`] streams into a [`ChatSink`] (SSE, Socket.IO, and the
 //! `generate-completion` job). Both run the exchange in a tracked task of its own, so a
-//! client that goes away does not lose the reply.
+//! client that goes away does not lose the reply. The first reply of an untitled
+//! conversation queues its `generate-title` job (`AUTO_TITLE`).
 
 mod context;
 mod exchange;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::{Admission, ConversationService, NewConversationInput, ServiceError};
+use super::{Admission, AutoTitle, ConversationService, NewConversationInput, ServiceError};
 use crate::config::DisconnectPolicy;
 use crate::pricing::PriceTable;
 use crate::providers::{Providers, Usage};
@@ -159,6 +160,9 @@ pub struct ChatParts {
     /// Exchanges outlive their requests; shutdown waits for them.
     pub tasks: TaskTracker,
     pub on_disconnect: DisconnectPolicy,
+    /// Queues a title job after the first exchange of an untitled conversation; `None` with
+    /// `AUTO_TITLE=false`.
+    pub titles: Option<AutoTitle>,
 }
 
 impl std::ops::Deref for ChatService {

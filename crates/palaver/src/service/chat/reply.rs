@@ -9,7 +9,7 @@ use super::stream::Answer;
 use super::{ChatOutcome, ChatService};
 use crate::providers::tokens;
 use crate::providers::{ProviderError, Usage};
-use crate::service::ServiceError;
+use crate::service::{DEFAULT_TITLE, ServiceError};
 use crate::store::{self, Message, Role, StoreError, UsageRecord};
 
 impl ChatService {
@@ -52,6 +52,7 @@ impl ChatService {
         let reply = self
             .store_reply(user_id, &turn, &content, usage, metadata, stopped)
             .await?;
+        self.queue_title(user_id, &turn, &reply);
         let mut conversation = turn.conversation;
         conversation.message_count += 2;
         conversation.updated_at = reply.created_at;
@@ -65,6 +66,30 @@ impl ChatService {
             usage,
             stopped,
         })
+    }
+
+    /// Queues the conversation's title job when this was its first exchange and it is
+    /// untitled (`AUTO_TITLE`), from a tracked task: the exchange does not wait for the
+    /// queue, and a failure to queue is logged, not the exchange's.
+    fn queue_title(&self, user_id: &str, turn: &Turn<'_>, reply: &Message) {
+        let Some(auto) = &self.titles else {
+            return;
+        };
+        // Messages stored before this exchange (a job's own earlier user message aside).
+        let earlier_attempt = turn.scope.as_ref().is_some_and(|s| s.user_message_stored);
+        let before = turn.conversation.message_count - i64::from(earlier_attempt);
+        if before > 0 || turn.conversation.title != DEFAULT_TITLE || reply.content.trim().is_empty()
+        {
+            return;
+        }
+        let model = auto.model.as_deref().unwrap_or(turn.requested).to_owned();
+        let queue = auto.queue.clone();
+        let (user, conversation_id) = (user_id.to_owned(), turn.conversation.id);
+        self.tasks.spawn(async move {
+            if let Err(err) = queue.queue_title(&user, conversation_id, &model).await {
+                tracing::warn!(error = %err, %conversation_id, "titles: could not queue the title job");
+            }
+        });
     }
 
     /// The provider's reported usage when present, else our exact count.

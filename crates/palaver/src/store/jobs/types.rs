@@ -14,6 +14,10 @@ pub enum JobKind {
     GenerateCompletion,
     #[serde(rename = "generate-embeddings")]
     GenerateEmbeddings,
+    /// Queued by Palaver itself after the first exchange of an untitled conversation (not
+    /// accepted by `POST /ai/jobs`).
+    #[serde(rename = "generate-title")]
+    GenerateTitle,
 }
 
 impl JobKind {
@@ -21,6 +25,7 @@ impl JobKind {
         match self {
             JobKind::GenerateCompletion => "generate-completion",
             JobKind::GenerateEmbeddings => "generate-embeddings",
+            JobKind::GenerateTitle => "generate-title",
         }
     }
 
@@ -28,6 +33,7 @@ impl JobKind {
         match s {
             "generate-completion" => Some(JobKind::GenerateCompletion),
             "generate-embeddings" => Some(JobKind::GenerateEmbeddings),
+            "generate-title" => Some(JobKind::GenerateTitle),
             _ => None,
         }
     }
@@ -87,7 +93,7 @@ pub struct Job {
     pub result: Option<Value>,
     /// The public message of the last failure.
     pub error: Option<String>,
-    /// The conversation a completion job writes to, once known.
+    /// The conversation a completion job writes to, once known (a title job's from the start).
     pub conversation_id: Option<Uuid>,
     /// When a delayed job is due.
     pub run_at: Option<Timestamp>,

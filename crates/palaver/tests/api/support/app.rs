@@ -210,6 +210,9 @@ async fn serve(
         ("JWT_LEEWAY_SECS".into(), "0".into()),
         // Many servers run at once in a test run: stay well under PostgreSQL's 100 connections.
         ("DATABASE_POOL_SIZE".into(), "4".into()),
+        // A title job after every first exchange would add upstream calls, usage records,
+        // jobs and events to tests that count them: the title tests turn it on.
+        ("AUTO_TITLE".into(), "false".into()),
     ];
     for (k, v) in extra {
         vars.retain(|(name, _)| name != k);
