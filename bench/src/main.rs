@@ -5,6 +5,8 @@
 //! `palaver-bench usage`: `/api/v1/ai/usage` for a user with a million usage records; see
 //! `usage.rs`.
 //!
+//! `palaver-bench search`: conversation search over 100,000 messages; see `search.rs`.
+//!
 //! `palaver-bench jobs`: background-job throughput (Palaver's apalis queue vs BullMQ, and
 //! `generate-embeddings` end to end) and latency; see `jobs.rs`.
 //!
@@ -15,6 +17,7 @@ mod jobs;
 mod limiter;
 mod load;
 mod procs;
+mod search;
 mod sio;
 mod sockets;
 mod usage;
@@ -100,6 +103,25 @@ enum Command {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// `GET /api/v1/ai/conversations?q=` for one user with many messages, on SQLite and
+    /// PostgreSQL.
+    Search {
+        /// Messages of the searching user.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        /// Conversations they are spread over (per user).
+        #[arg(long, default_value_t = 1_000)]
+        conversations: u64,
+        /// Messages of another user beside them.
+        #[arg(long, default_value_t = 100_000)]
+        others: u64,
+        /// Seconds per query.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Admin URL of a PostgreSQL server; a `palaver_bench_search` database is recreated there.
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Job throughput: no-op jobs through Palaver's queue and through BullMQ on the same Redis,
     /// `generate-embeddings` jobs end to end, and enqueue-to-completion latency.
     Jobs {
@@ -149,6 +171,22 @@ async fn main() -> anyhow::Result<()> {
         } => chat(Duration::from_secs(seconds), saturation, postgres).await,
         Command::Startup { runs } => startup(runs).await,
         Command::Limiter { decisions, redis } => limiter::run(decisions, redis).await,
+        Command::Search {
+            messages,
+            conversations,
+            others,
+            seconds,
+            postgres,
+        } => {
+            let args = search::SearchArgs {
+                messages,
+                conversations,
+                others,
+                seconds,
+                postgres,
+            };
+            search::run(args, SECRET, mint).await
+        }
         Command::Usage {
             records,
             days,
