@@ -5,6 +5,8 @@
 //! `palaver-bench usage`: `/api/v1/ai/usage` for a user with a million usage records; see
 //! `usage.rs`.
 //!
+//! `palaver-bench search`: conversation search over 100,000 messages; see `search.rs`.
+//!
 //! `palaver-bench jobs`: background-job throughput (Palaver's apalis queue vs BullMQ, and
 //! `generate-embeddings` end to end) and latency; see `jobs.rs`.
 //!
@@ -15,6 +17,7 @@ mod jobs;
 mod limiter;
 mod load;
 mod procs;
+mod search;
 mod sio;
 mod sockets;
 mod usage;
@@ -83,23 +86,10 @@ enum Command {
         dump: Option<std::path::PathBuf>,
     },
     /// `GET /api/v1/ai/usage` for one user with many usage records, on SQLite and PostgreSQL.
-    Usage {
-        /// Usage records of the user.
-        #[arg(long, default_value_t = 1_000_000)]
-        records: u64,
-        /// Days the records are spread over.
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-        /// Conversations of the user (holding two messages per record between them).
-        #[arg(long, default_value_t = 2_000)]
-        conversations: u32,
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Admin URL of a PostgreSQL server; a `palaver_bench_usage` database is recreated there.
-        #[arg(long)]
-        postgres: Option<String>,
-    },
+    Usage(usage::UsageArgs),
+    /// `GET /api/v1/ai/conversations?q=` for one user with many messages, on SQLite and
+    /// PostgreSQL.
+    Search(search::SearchArgs),
     /// Job throughput: no-op jobs through Palaver's queue and through BullMQ on the same Redis,
     /// `generate-embeddings` jobs end to end, and enqueue-to-completion latency.
     Jobs {
@@ -149,22 +139,8 @@ async fn main() -> anyhow::Result<()> {
         } => chat(Duration::from_secs(seconds), saturation, postgres).await,
         Command::Startup { runs } => startup(runs).await,
         Command::Limiter { decisions, redis } => limiter::run(decisions, redis).await,
-        Command::Usage {
-            records,
-            days,
-            conversations,
-            seconds,
-            postgres,
-        } => {
-            let args = usage::UsageArgs {
-                records,
-                days,
-                conversations,
-                seconds,
-                postgres,
-            };
-            usage::run(args, SECRET, mint).await
-        }
+        Command::Search(args) => search::run(args, SECRET, mint).await,
+        Command::Usage(args) => usage::run(args, SECRET, mint).await,
         Command::Sockets {
             idle,
             streams,

@@ -14,11 +14,22 @@ use sqlx::Connection;
 use crate::load::{Report, Target, run_load};
 use crate::procs::{self, free_port, spawn_palaver, target_dir};
 
+#[derive(clap::Args)]
 pub struct UsageArgs {
+    /// Usage records of the user.
+    #[arg(long, default_value_t = 1_000_000)]
     pub records: u64,
+    /// Days the records are spread over.
+    #[arg(long, default_value_t = 365)]
     pub days: u32,
+    /// Conversations of the user (holding two messages per record between them).
+    #[arg(long, default_value_t = 2_000)]
     pub conversations: u32,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Admin URL of a PostgreSQL server; a `palaver_bench_usage` database is recreated there.
+    #[arg(long)]
     pub postgres: Option<String>,
 }
 

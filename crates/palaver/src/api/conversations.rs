@@ -50,7 +50,7 @@ async fn create_conversation(
 }
 
 /// List the caller's conversations: pinned first, then latest activity first; archived ones
-/// only with `?archived=true`.
+/// only with `?archived=true`. With `?q=`, search them instead (ranked, each with `match`).
 #[utoipa::path(get, path = "/ai/conversations", tag = "conversations",
     params(ListQuery),
     responses((status = 200, body = ConversationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -59,18 +59,21 @@ async fn list_conversations(
     user: AuthUser,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationPage>, ApiError> {
-    let page = state
-        .conversations
-        .list(
-            &user.id,
-            ConversationFilter {
-                archived: query.archived.unwrap_or(false),
-            },
-            query.page.unwrap_or(1),
-            query.limit.unwrap_or(20),
-        )
-        .await?;
-    Ok(Json(page.into()))
+    let filter = ConversationFilter {
+        archived: query.archived.unwrap_or(false),
+    };
+    let (page, limit) = (query.page.unwrap_or(1), query.limit.unwrap_or(20));
+    let conversations = &state.conversations;
+    Ok(Json(match query.q {
+        Some(q) => conversations
+            .search(&user.id, &q, filter, page, limit)
+            .await?
+            .into(),
+        None => conversations
+            .list(&user.id, filter, page, limit)
+            .await?
+            .into(),
+    }))
 }
 
 /// Get a conversation with its messages, oldest first.

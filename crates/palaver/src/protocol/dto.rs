@@ -32,6 +32,49 @@ pub struct Conversation {
     pub archived: bool,
     /// Listed first.
     pub pinned: bool,
+    /// In search results only (`?q=`): where the conversation matched.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub search_match: Option<SearchMatch>,
+}
+
+/// Where a conversation matched a search.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchMatch {
+    /// The best-matching message; null when only the title matched.
+    pub message_id: Option<Uuid>,
+    /// An excerpt of that message (or the title), as plain text.
+    pub snippet: String,
+    /// The same excerpt in runs, the matched words with `highlight: true` (render these
+    /// rather than parsing markup: message text is never HTML here).
+    pub parts: Vec<SnippetPart>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SnippetPart {
+    pub text: String,
+    pub highlight: bool,
+}
+
+impl From<store::SearchHit> for Conversation {
+    fn from(hit: store::SearchHit) -> Self {
+        let search_match = SearchMatch {
+            message_id: hit.message_id,
+            snippet: hit.plain_snippet(),
+            parts: hit
+                .snippet_parts()
+                .into_iter()
+                .map(|p| SnippetPart {
+                    text: p.text,
+                    highlight: p.highlight,
+                })
+                .collect(),
+        };
+        Conversation {
+            search_match: Some(search_match),
+            ..hit.conversation.into()
+        }
+    }
 }
 
 impl From<store::Conversation> for Conversation {
@@ -48,6 +91,7 @@ impl From<store::Conversation> for Conversation {
             system_prompt: c.system_prompt,
             archived: c.archived,
             pinned: c.pinned,
+            search_match: None,
         }
     }
 }
@@ -163,6 +207,10 @@ pub struct ListQuery {
     #[garde(skip)]
     #[param(default = false)]
     pub archived: Option<bool>,
+    /// Search: conversations whose messages hold every word (the last as a prefix), or whose
+    /// title holds them in order; title matches first, then by relevance, each with `match`.
+    #[garde(length(chars, min = 1, max = 200))]
+    pub q: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -180,8 +228,8 @@ pub struct ConversationPage {
     pub meta: PageMeta,
 }
 
-impl From<Page<store::Conversation>> for ConversationPage {
-    fn from(page: Page<store::Conversation>) -> Self {
+impl<T: Into<Conversation>> From<Page<T>> for ConversationPage {
+    fn from(page: Page<T>) -> Self {
         let meta = PageMeta {
             total: page.total,
             page: page.page,

@@ -4,7 +4,8 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use crate::store::{
-    self, Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Store,
+    self, Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, SearchHit,
+    SearchQuery, Store,
 };
 
 pub const DEFAULT_TITLE: &str = "New Conversation";
@@ -79,6 +80,32 @@ impl ConversationService {
         let (items, total) = self
             .store
             .list_conversations(user_id, filter, offset, limit)
+            .await?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            limit,
+        })
+    }
+
+    /// Searches the user's conversations (see [`SearchQuery`]); `page` counts from 1.
+    pub async fn search(
+        &self,
+        user_id: &str,
+        text: &str,
+        filter: ConversationFilter,
+        page: u64,
+        limit: u64,
+    ) -> Result<Page<SearchHit>, ServiceError> {
+        let query = SearchQuery::parse(text).ok_or_else(|| ServiceError::Invalid {
+            field: "q",
+            message: "q must hold at least one letter or digit".to_owned(),
+        })?;
+        let offset = page.saturating_sub(1).saturating_mul(limit);
+        let (items, total) = self
+            .store
+            .search_conversations(user_id, &query, filter, offset, limit)
             .await?;
         Ok(Page {
             items,

@@ -10,6 +10,7 @@
 pub mod embedded;
 pub mod jobs;
 mod postgres;
+mod search;
 mod sqlite;
 mod types;
 
@@ -22,6 +23,7 @@ use crate::config::DatabaseConfig;
 
 pub use jobs::{JobStore, JobStoreError, JobStoreResult};
 pub use postgres::{PgJobStore, PgStore};
+pub use search::{MARK_END, MARK_START, SearchHit, SearchQuery, SnippetPart};
 pub use sqlite::{SqliteJobStore, SqliteStore};
 pub use types::*;
 
@@ -117,6 +119,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(Vec<Conversation>, u64)>;
 
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>>;
+
+    /// The user's conversations that match `query` (its words in a message, or in order in the
+    /// title) and `filter`: title matches first, then by relevance; one page, and how many
+    /// match in all.
+    async fn search_conversations(
+        &self,
+        user_id: &str,
+        query: &SearchQuery,
+        filter: ConversationFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<SearchHit>, u64)>;
 
     /// Applies `patch` to a conversation of `user_id` and returns it as it now is; `None`
     /// when the user has no such conversation.

@@ -422,3 +422,69 @@ async fn conversations_are_patched_archived_and_pinned() {
         );
     }
 }
+
+/// Issue #16 search through HTTP: `?q=` ranks the caller's conversations and says where each
+/// matched; a query with no word, or too long, is a 400.
+#[tokio::test]
+async fn conversations_are_searched_with_a_snippet_per_hit() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let trip = app
+            .create_conversation("sam", json!({"title": "Holiday"}))
+            .await;
+        let trip = trip.body["id"].as_str().unwrap().to_owned();
+        add_message(&app, &trip, "Book a table for two in Lisbon").await;
+        let other = app
+            .create_conversation("sam", json!({"title": "Lisbon ideas"}))
+            .await;
+        let other = other.body["id"].as_str().unwrap().to_owned();
+        app.create_conversation("sam", json!({"title": "Nothing here"}))
+            .await;
+        let theirs = app
+            .create_conversation("kim", json!({"title": "Lisbon"}))
+            .await;
+        assert_eq!(theirs.status, 201);
+
+        let found = app.list_conversations("sam", "?q=lisbon").await;
+        assert_eq!(found.status, 200, "{backend:?}: {}", found.body);
+        assert_eq!(
+            found.body["meta"]["total"], 2,
+            "{backend:?}: {}",
+            found.body
+        );
+        let data = found.body["data"].as_array().unwrap();
+        assert_eq!(data[0]["id"], other, "{backend:?}: the title match first");
+        assert_eq!(data[0]["match"]["messageId"], serde_json::Value::Null);
+        assert_eq!(data[1]["id"], trip);
+        let hit = &data[1]["match"];
+        assert!(hit["messageId"].is_string(), "{backend:?}: {hit}");
+        assert_eq!(
+            hit["snippet"], "Book a table for two in Lisbon",
+            "{backend:?}"
+        );
+        let highlighted: Vec<&str> = hit["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["highlight"] == true)
+            .map(|p| p["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(highlighted, vec!["Lisbon"], "{backend:?}: {hit}");
+        assert_eq!(data[1]["title"], "Holiday");
+
+        // A plain listing carries no `match`.
+        let plain = app.list_conversations("sam", "").await;
+        assert!(plain.body["data"][0].get("match").is_none());
+        // Pages of a search.
+        let page2 = app
+            .list_conversations("sam", "?q=lisbon&limit=1&page=2")
+            .await;
+        assert_eq!(page2.body["data"][0]["id"], trip, "{backend:?}");
+        assert_eq!(page2.body["meta"]["totalPages"], 2);
+
+        for query in ["?q=%20%2A%21", "?q=", &format!("?q={}", "a".repeat(201))] {
+            let r = app.list_conversations("sam", query).await;
+            r.assert_error(400, "validation_failed");
+        }
+    }
+}

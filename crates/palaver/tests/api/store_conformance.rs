@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use palaver::store::{
     self, ConversationFilter, ConversationPatch, Message, NewConversation, PgStore, Role,
-    SqliteStore, Store, StoreError, UsageRecord,
+    SearchHit, SearchQuery, SqliteStore, Store, StoreError, UsageRecord,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -482,6 +482,121 @@ async fn a_title_is_set_only_over_the_expected_one() {
             "{backend}"
         );
         assert_eq!(title(store.clone()).await.title, "Trip plans", "{backend}");
+    }
+}
+
+/// Issue #16 search: words in message text (any case, the last as a prefix) or in order in
+/// the title; title matches first; only the caller's, with the archived filter; an excerpt
+/// that marks the words; deleted messages are no longer found; query syntax is inert.
+#[tokio::test]
+async fn conversations_are_searched_by_message_text_and_title() {
+    for backend in backends() {
+        let (store, _db) = open(backend).await;
+        let t0 = store::now();
+        for user in ["alice", "bob"] {
+            store.ensure_user(user, t0).await.unwrap();
+        }
+        let add = |user: &'static str, title: &'static str, texts: &'static [&'static str]| {
+            let store = store.clone();
+            async move {
+                let c = store
+                    .create_conversation(&new_conversation(user, title, t0))
+                    .await
+                    .unwrap();
+                let mut ids = Vec::new();
+                for (i, text) in texts.iter().enumerate() {
+                    let m = message(c.id, Role::User, text, t0 + Duration::seconds(i as i64));
+                    store.append_message(&m, None).await.unwrap();
+                    ids.push(m.id);
+                }
+                (c.id, ids)
+            }
+        };
+        let (trip, trip_msgs) = add(
+            "alice",
+            "Holiday",
+            &["We fly to Paris in June.", "Hotels near the Louvre, please"],
+        )
+        .await;
+        let (titled, _) = add("alice", "Paris budget", &["How much is a museum pass?"]).await;
+        let (other, _) = add("alice", "Groceries", &["milk, eggs, bread"]).await;
+        let (bobs, _) = add("bob", "Paris too", &["I love Paris"]).await;
+        let _ = (other, bobs);
+
+        let find = |text: &'static str, archived: bool| {
+            let store = store.clone();
+            async move {
+                let query = SearchQuery::parse(text).unwrap();
+                let filter = ConversationFilter { archived };
+                let (hits, total) = store
+                    .search_conversations("alice", &query, filter, 0, 10)
+                    .await
+                    .unwrap();
+                assert_eq!(total, hits.len() as u64, "{backend} {text}");
+                hits
+            }
+        };
+        let hits = find("paris", false).await;
+        let ids: Vec<_> = hits.iter().map(|h| h.conversation.id).collect();
+        assert_eq!(
+            ids,
+            vec![titled, trip],
+            "{backend}: the title match first, bob's left out"
+        );
+        assert_eq!(hits[1].message_id, Some(trip_msgs[0]), "{backend}");
+        let parts = hits[1].snippet_parts();
+        assert!(
+            parts.iter().any(|p| p.highlight && p.text == "Paris"),
+            "{backend}: {parts:?}"
+        );
+        assert!(
+            hits[1].plain_snippet().contains("We fly to Paris"),
+            "{backend}"
+        );
+        assert_eq!(
+            hits[0].message_id, None,
+            "{backend}: only its title matched"
+        );
+
+        // Every word must occur; the last one is a prefix; case does not matter.
+        let ids = |hits: Vec<SearchHit>| hits.iter().map(|h| h.conversation.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(find("HOTELS lou", false).await),
+            vec![trip],
+            "{backend}"
+        );
+        assert!(find("hotels milk", false).await.is_empty(), "{backend}");
+        assert_eq!(ids(find("egg", false).await), vec![other], "{backend}");
+        // Operators and quotes are just words.
+        assert!(
+            find("\"paris\" OR milk*", false).await.is_empty(),
+            "{backend}"
+        );
+        assert_eq!(
+            ids(find("(museum) pass!", false).await),
+            vec![titled],
+            "{backend}"
+        );
+
+        // Archived conversations are searched only when asked.
+        let archive = ConversationPatch {
+            archived: Some(true),
+            ..ConversationPatch::default()
+        };
+        store
+            .update_conversation("alice", trip, &archive)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(find("louvre", false).await),
+            Vec::<Uuid>::new(),
+            "{backend}"
+        );
+        assert_eq!(ids(find("louvre", true).await), vec![trip], "{backend}");
+
+        // A deleted conversation's messages are gone from the index.
+        store.delete_conversation("alice", other).await.unwrap();
+        assert!(find("eggs", false).await.is_empty(), "{backend}");
     }
 }
 

@@ -1,6 +1,7 @@
 //! The scaled-out store: PostgreSQL, shared by every instance.
 
 mod jobs;
+mod search;
 mod usage;
 
 use std::time::Duration;
@@ -11,8 +12,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Role, Store,
-    StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Role, SearchHit,
+    SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 pub use jobs::PgJobStore;
 
@@ -171,6 +172,17 @@ impl Store for PgStore {
         limit: u64,
     ) -> StoreResult<(Vec<Conversation>, u64)> {
         conversations::list(&self.pool, user_id, filter, offset, limit).await
+    }
+
+    async fn search_conversations(
+        &self,
+        user_id: &str,
+        query: &SearchQuery,
+        filter: ConversationFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<SearchHit>, u64)> {
+        search::search(&self.pool, user_id, query, filter, offset, limit).await
     }
 
     async fn update_conversation(

@@ -6,6 +6,7 @@
 mod conversations;
 mod job_rows;
 mod jobs;
+mod search;
 mod usage;
 
 use async_trait::async_trait;
@@ -14,8 +15,8 @@ use uuid::Uuid;
 
 use super::embedded::{Db, DbError};
 use super::{
-    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Store,
-    StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, SearchHit,
+    SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 use conversations::{
     ConversationRow, MessageRow, conversation, conversation_columns, message, message_columns,
@@ -174,6 +175,23 @@ impl Store for SqliteStore {
                 .query_row([id, user_id], conversation)
                 .optional()
             })
+            .await?)
+    }
+
+    async fn search_conversations(
+        &self,
+        user_id: &str,
+        query: &SearchQuery,
+        filter: ConversationFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<SearchHit>, u64)> {
+        let (user_id, query) = (user_id.to_owned(), query.clone());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .read(move |c| search::search(c, &user_id, &query, filter, offset, limit))
             .await?)
     }
 
