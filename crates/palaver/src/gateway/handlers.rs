@@ -58,9 +58,24 @@ pub async fn authenticate<A: Adapter>(
     // `auth: { token }` may carry the header form, `Bearer <jwt>`, too.
     let token = raw.as_deref().map(|raw| bearer(Some(raw)).unwrap_or(raw));
     let user = state.auth.authenticate(token, &ip).await?;
+    register(&socket, &user);
     socket.extensions.insert(user);
     socket.extensions.insert(Connection::default());
     Ok(())
+}
+
+/// Joins the user's room and registers the connection's handlers, here in the middleware:
+/// socketioxide sends the client its `connect` packet once the middlewares are done, then
+/// runs the connect handler in a task of its own, so an event the client sends the moment it
+/// is connected (socket.io-client flushes what was emitted before at once) could arrive before
+/// a handler registered there, and be dropped without an answer.
+fn register<A: Adapter>(socket: &SocketRef<A>, user: &AuthUser) {
+    socket.join(user_room(&user.id));
+    socket.on("chat:start", chat_start::<A>);
+    socket.on("chat:stop", chat_stop);
+    socket.on_disconnect(|Extension(connection): Extension<Connection>| async move {
+        connection.gone.cancel();
+    });
 }
 
 /// Cancelled when the connection goes away, which stops its streams under
@@ -70,14 +85,9 @@ pub struct Connection {
     gone: CancellationToken,
 }
 
+/// The connection is up (its handlers were registered by [`authenticate`]).
 pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, Extension(user): Extension<AuthUser>) {
-    socket.join(user_room(&user.id));
     tracing::debug!(sid = %socket.id, user = %user.id, "socket connected");
-    socket.on("chat:start", chat_start::<A>);
-    socket.on("chat:stop", chat_stop);
-    socket.on_disconnect(|Extension(connection): Extension<Connection>| async move {
-        connection.gone.cancel();
-    });
 }
 
 struct SocketSink<A: Adapter> {

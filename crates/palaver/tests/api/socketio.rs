@@ -223,6 +223,33 @@ async fn invalid_starts_get_chat_error_and_a_failed_ack() {
     );
 }
 
+/// socket.io-client sends what was emitted before the connection as soon as it is connected:
+/// such a `chat:start` is answered like any other (the handlers are registered before the
+/// server reads the connection's next packet). Seen lost under load before the connect handler
+/// was made synchronous (`palaver-bench sockets` warm-up); here twenty clients race it.
+#[tokio::test]
+async fn a_start_emitted_before_the_connection_is_up_is_answered() {
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
+    let (app, _mock) = spawn(Backend::Sqlite, None, &[]).await;
+    let token = app.token("eager");
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        let id = format!("s{i}");
+        io.open(&id, &app.base, Some(&token)).await;
+        let seq = io
+            .emit_ack_later(&id, "chat:start", json!({"message": "hi [[mock:words=2]]"}))
+            .await;
+        pending.push((id, seq));
+    }
+    for (id, seq) in pending {
+        let ack = io.ack(seq).await;
+        assert!(ack["conversationId"].is_string(), "{id}: {ack}");
+        io.event(&id, "chat:end").await;
+    }
+}
+
 #[tokio::test]
 async fn the_ack_names_a_stored_conversation_or_carries_the_error() {
     let Some(mut io) = SocketDriver::start().await else {

@@ -112,6 +112,24 @@ impl SocketDriver {
         ack["data"].clone()
     }
 
+    /// Emits with an acknowledgement without waiting for it; [`SocketDriver::ack`] takes it.
+    pub async fn emit_ack_later(&mut self, id: &str, event: &str, data: Value) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
+        self.send(
+            json!({"cmd": "emit", "id": id, "event": event, "data": data, "ack": true, "seq": seq}),
+        )
+        .await;
+        seq
+    }
+
+    /// The acknowledgement of the emit numbered `seq`.
+    pub async fn ack(&mut self, seq: u64) -> Value {
+        let ack = self.wait(|v| v["seq"] == seq && v["kind"] != "event").await;
+        assert_eq!(ack["kind"], "ack", "no acknowledgement: {ack}");
+        ack["data"].clone()
+    }
+
     pub async fn disconnect(&mut self, id: &str) {
         self.send(json!({"cmd": "disconnect", "id": id})).await;
     }
