@@ -32,6 +32,21 @@ impl<T> Page<T> {
     }
 }
 
+/// Page `page` (counted from 1) of `limit` items, from `read(offset)`: the items and the total.
+async fn read_page<T, F, Fut>(page: u64, limit: u64, read: F) -> Result<Page<T>, ServiceError>
+where
+    F: FnOnce(u64) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, u64), store::StoreError>>,
+{
+    let (items, total) = read(page.saturating_sub(1).saturating_mul(limit)).await?;
+    Ok(Page {
+        items,
+        total,
+        page,
+        limit,
+    })
+}
+
 #[derive(Clone)]
 pub struct ConversationService {
     store: Arc<dyn Store>,
@@ -76,17 +91,11 @@ impl ConversationService {
         page: u64,
         limit: u64,
     ) -> Result<Page<Conversation>, ServiceError> {
-        let offset = page.saturating_sub(1).saturating_mul(limit);
-        let (items, total) = self
-            .store
-            .list_conversations(user_id, filter, offset, limit)
-            .await?;
-        Ok(Page {
-            items,
-            total,
-            page,
-            limit,
+        read_page(page, limit, |offset| {
+            self.store
+                .list_conversations(user_id, filter, offset, limit)
         })
+        .await
     }
 
     /// Searches the user's conversations (see [`SearchQuery`]); `page` counts from 1.
@@ -102,17 +111,11 @@ impl ConversationService {
             field: "q",
             message: "q must hold at least one letter or digit".to_owned(),
         })?;
-        let offset = page.saturating_sub(1).saturating_mul(limit);
-        let (items, total) = self
-            .store
-            .search_conversations(user_id, &query, filter, offset, limit)
-            .await?;
-        Ok(Page {
-            items,
-            total,
-            page,
-            limit,
+        read_page(page, limit, |offset| {
+            self.store
+                .search_conversations(user_id, &query, filter, offset, limit)
         })
+        .await
     }
 
     pub async fn get(&self, user_id: &str, id: Uuid) -> Result<Conversation, ServiceError> {
