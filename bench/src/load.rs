@@ -14,6 +14,20 @@ pub struct Target {
     pub tokens: Vec<String>,
 }
 
+impl Target {
+    /// One GET of the target with its first token: the JSON body of a success.
+    pub async fn get_json(&self) -> anyhow::Result<Value> {
+        Ok(reqwest::Client::new()
+            .get(&self.url)
+            .header("authorization", &self.tokens[0])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+}
+
 pub struct Report {
     pub name: String,
     pub concurrency: usize,

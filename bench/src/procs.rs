@@ -131,6 +131,27 @@ pub async fn spawn_palaver_with(
     Ok(Child(child))
 }
 
+/// Palaver on a free port, with an upstream address that is never called (for benchmarks of
+/// endpoints that make no chat); returns the port and the process.
+pub async fn spawn_palaver_offline(
+    bin: &Path,
+    database_url: &str,
+    data_dir: &Path,
+    secret: &str,
+) -> anyhow::Result<(u16, Child)> {
+    let port = free_port()?;
+    let child = spawn_palaver(
+        bin,
+        port,
+        database_url,
+        "http://127.0.0.1:9/v1",
+        data_dir,
+        secret,
+    )
+    .await?;
+    Ok((port, child))
+}
+
 /// Drops and recreates `name` on the server of `admin_url`; returns the new database's URL.
 pub async fn fresh_pg_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
     let status = tokio::process::Command::new("psql")

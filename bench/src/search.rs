@@ -5,7 +5,6 @@
 //! 1/i, so there are common and rare words), spread over `--conversations`. Other users'
 //! messages lie beside them (`--others`). Each query is run at concurrency 1.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,7 +12,7 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::load::{Report, Target, run_load};
-use crate::procs::{self, free_port, spawn_palaver, target_dir};
+use crate::procs::{self, spawn_palaver_offline, target_dir};
 
 #[derive(clap::Args)]
 pub struct SearchArgs {
@@ -59,7 +58,7 @@ pub async fn run(
     }
     let mut rows = Vec::new();
     for (name, url) in backends {
-        drop(start(&bin, &url, &data_dir, secret).await?);
+        drop(spawn_palaver_offline(&bin, &url, &data_dir, secret).await?);
         let started = Instant::now();
         seed(name, &url, &args).await?;
         eprintln!(
@@ -68,7 +67,7 @@ pub async fn run(
             args.others,
             started.elapsed().as_secs_f64()
         );
-        let (port, _palaver) = start(&bin, &url, &data_dir, secret).await?;
+        let (port, _palaver) = spawn_palaver_offline(&bin, &url, &data_dir, secret).await?;
         for q in QUERIES {
             let target = Target {
                 name: format!("search {name} q={q:?}"),
@@ -90,17 +89,6 @@ pub async fn run(
     let _ = std::fs::remove_dir_all(&data_dir);
     print(&rows);
     Ok(())
-}
-
-async fn start(
-    bin: &Path,
-    url: &str,
-    data_dir: &Path,
-    secret: &str,
-) -> anyhow::Result<(u16, procs::Child)> {
-    let port = free_port()?;
-    let child = spawn_palaver(bin, port, url, "http://127.0.0.1:9/v1", data_dir, secret).await?;
-    Ok((port, child))
 }
 
 /// A deterministic sentence of 8 to 23 words, word `i` drawn with weight about 1/i.
@@ -203,14 +191,7 @@ async fn seed(backend: &str, url: &str, args: &SearchArgs) -> anyhow::Result<()>
 
 /// How many conversations the query matches (and that the endpoint answers).
 async fn hits(target: &Target) -> anyhow::Result<u64> {
-    let body: Value = reqwest::Client::new()
-        .get(&target.url)
-        .header("authorization", &target.tokens[0])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let body = target.get_json().await?;
     body["meta"]["total"]
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("no total: {body}"))

@@ -5,14 +5,13 @@
 //! Palaver is started again and the endpoint is loaded. For reference it also times, once per
 //! backend, the scan the endpoint ran before the rollup.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::Connection;
 
 use crate::load::{Report, Target, run_load};
-use crate::procs::{self, free_port, spawn_palaver, target_dir};
+use crate::procs::{self, spawn_palaver_offline, target_dir};
 
 #[derive(clap::Args)]
 pub struct UsageArgs {
@@ -76,7 +75,7 @@ pub async fn run(
     let mut rows = Vec::new();
     for (name, url) in backends {
         // A first start migrates the database; the seeding goes in while no Palaver runs.
-        drop(start(&bin, &url, &data_dir, secret).await?);
+        drop(spawn_palaver_offline(&bin, &url, &data_dir, secret).await?);
         let started = Instant::now();
         seed(name, &url, &args).await?;
         eprintln!(
@@ -85,7 +84,7 @@ pub async fn run(
             started.elapsed().as_secs_f64()
         );
         let scan_ms = time_scan(name, &url).await?;
-        let (port, _palaver) = start(&bin, &url, &data_dir, secret).await?;
+        let (port, _palaver) = spawn_palaver_offline(&bin, &url, &data_dir, secret).await?;
         let target = Target {
             name: format!("GET /ai/usage ({name}, {} records)", args.records),
             url: format!("http://127.0.0.1:{port}/api/v1/ai/usage"),
@@ -103,18 +102,6 @@ pub async fn run(
     let _ = std::fs::remove_dir_all(&data_dir);
     print(&rows);
     Ok(())
-}
-
-async fn start(
-    bin: &Path,
-    url: &str,
-    data_dir: &Path,
-    secret: &str,
-) -> anyhow::Result<(u16, procs::Child)> {
-    let port = free_port()?;
-    // No chat is made: the provider's address is never called.
-    let child = spawn_palaver(bin, port, url, "http://127.0.0.1:9/v1", data_dir, secret).await?;
-    Ok((port, child))
 }
 
 async fn seed(backend: &str, url: &str, args: &UsageArgs) -> anyhow::Result<()> {
@@ -216,14 +203,7 @@ async fn time_scan(backend: &str, url: &str) -> anyhow::Result<f64> {
 
 /// The endpoint answers the seeded totals (so the load measures a real answer).
 async fn check(target: &Target, records: u64) -> anyhow::Result<()> {
-    let body: Value = reqwest::Client::new()
-        .get(&target.url)
-        .header("authorization", &target.tokens[0])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let body = target.get_json().await?;
     anyhow::ensure!(
         body["requests"].as_u64() == Some(records),
         "/ai/usage counted {} requests, not {records}: {body}",
