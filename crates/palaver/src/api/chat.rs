@@ -93,7 +93,7 @@ async fn chat(
     }
     let outcome = state
         .chat
-        .chat(&user.id, input)
+        .chat(&user.id, input, ExchangeOptions::default())
         .await
         .map_err(|f| ApiError::from(f.error))?;
     Ok(Json(ChatResponse::from(&outcome)).into_response())

@@ -69,12 +69,14 @@ mod tests {
         let message = store::Message {
             id: Uuid::now_v7(),
             conversation_id: Uuid::nil(),
+            parent_id: None,
             role: Role::User,
             content: "hi".into(),
             tokens: 1,
             model: None,
             metadata: json!({}),
             created_at: store::now(),
+            edited_at: None,
         };
         sink.emit(ChatEvent::UserMessage(&message));
         assert_eq!(*rx.borrow(), 10);

@@ -15,7 +15,8 @@ use super::progress::{CONTEXT_BUILT, ProgressSink};
 use super::runner::Runner;
 use crate::service::chat::{is_from_job, job_reply_id};
 use crate::service::jobs::job_error;
-use crate::service::{ChatInput, DEFAULT_TITLE, ExchangeOptions, JobScope, NewConversationInput};
+use crate::service::{Anchor, ChatInput, DEFAULT_TITLE, ExchangeOptions, JobScope};
+use crate::service::NewConversationInput;
 use crate::service::{ReplyGuard, ServiceError};
 use crate::store::jobs::Job;
 use crate::store::{Message, Role};
@@ -46,11 +47,14 @@ impl Runner {
             // An earlier attempt stored the reply and died before completing the job.
             return Ok(result);
         }
+        // An earlier attempt stored the user message (its upstream call failed): this one
+        // answers it.
+        let anchor = messages
+            .iter()
+            .find(|m| m.role == Role::User && is_from_job(m, job.id))
+            .map_or(Anchor::Latest, |m| Anchor::Reply(m.id));
         let scope = JobScope {
             job_id: job.id,
-            user_message_stored: messages
-                .iter()
-                .any(|m| m.role == Role::User && is_from_job(m, job.id)),
             guard: Arc::new(LeaseGuard {
                 runner: self.clone(),
                 job_id: job.id,
@@ -61,7 +65,10 @@ impl Runner {
             .max_tokens
             .unwrap_or(self.state.chat.defaults().max_tokens);
         let sink = Arc::new(ProgressSink::new(progress.clone(), max_tokens));
-        let options = ExchangeOptions { job: Some(scope) };
+        let options = ExchangeOptions {
+            job: Some(scope),
+            anchor,
+        };
         let handle = self
             .state
             .chat

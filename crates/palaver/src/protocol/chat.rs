@@ -13,9 +13,15 @@ pub struct ChatRequest {
     /// The user's message, 1 to 32000 characters.
     #[garde(length(chars, min = 1, max = 32000), custom(not_blank))]
     pub message: String,
-    /// Continue this conversation; a new one is created when absent.
+    /// Continue this conversation; a new one is created when absent (unless
+    /// `parentMessageId` names it).
     #[garde(skip)]
     pub conversation_id: Option<Uuid>,
+    /// Answer after this message of the conversation: by default the active leaf (the end
+    /// of the branch shown); an earlier one starts a new branch there. A message of another
+    /// conversation or user is a 404.
+    #[garde(skip)]
+    pub parent_message_id: Option<Uuid>,
     /// Defaults to `OPENAI_MODEL`; `claude-*`, `gemini-*` or `provider/model` route elsewhere.
     #[garde(length(min = 1, max = 200))]
     pub model: Option<String>,
@@ -48,6 +54,7 @@ impl ChatRequest {
     pub fn into_input(self) -> ChatInput {
         ChatInput {
             conversation_id: self.conversation_id,
+            parent_message_id: self.parent_message_id,
             message: self.message,
             model: self.model,
             max_tokens: self.max_tokens,

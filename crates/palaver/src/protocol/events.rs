@@ -33,7 +33,7 @@ pub fn wire(event: ChatEvent<'_>) -> Wire<'_> {
         ),
         ChatEvent::UserMessage(m) => Wire::Other(
             USER_MESSAGE,
-            json!({"messageId": m.id, "content": m.content, "conversationId": m.conversation_id, "createdAt": rfc3339(&m.created_at)}),
+            json!({"messageId": m.id, "content": m.content, "conversationId": m.conversation_id, "parentId": m.parent_id, "createdAt": rfc3339(&m.created_at)}),
         ),
         ChatEvent::Chunk {
             conversation_id,
@@ -87,6 +87,7 @@ pub fn finished(outcome: &ChatOutcome) -> (&'static str, Value) {
         json!({
             "messageId": outcome.reply.id,
             "conversationId": outcome.conversation.id,
+            "parentId": outcome.user_message.id,
             "totalTokens": outcome.total_tokens(),
             "model": outcome.model,
             "finishReason": outcome.finish_reason,

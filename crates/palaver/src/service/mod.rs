@@ -15,6 +15,7 @@ mod usage;
 
 pub use admission::Admission;
 pub use chat::{
+    Anchor,
     ChatDefaults, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatParts, ChatService, ChatSink,
     ExchangeOptions, JobScope, NoSink, ReplyGuard, StreamHandle,
 };

@@ -156,16 +156,76 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a conversation and its messages; false when the user has no such conversation.
     async fn delete_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<bool>;
 
-    /// Messages of a conversation, oldest first.
+    /// Every message of a conversation (the whole tree), in the order they were written
+    /// (parents before their children).
     async fn list_messages(&self, conversation_id: Uuid) -> StoreResult<Vec<Message>>;
 
-    /// The newest `limit` messages of a conversation, returned oldest first.
-    async fn recent_messages(&self, conversation_id: Uuid, limit: u64)
-    -> StoreResult<Vec<Message>>;
+    /// A message of one of `user_id`'s conversations.
+    async fn get_message(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Message>>;
 
-    /// Appends a message (moving the conversation's `updated_at` and `message_count`) and,
-    /// when given, records usage and adds it to the user's total, all in one transaction.
-    /// `NotFound` when the conversation does not exist.
+    /// The path from the root of a conversation to `leaf`: the `limit` messages nearest to
+    /// `leaf` (it included), oldest first; empty when `leaf` is not a message of
+    /// `conversation_id`. Read by walking up from `leaf` (a recursive query): never the tree.
+    async fn path(
+        &self,
+        conversation_id: Uuid,
+        leaf: Uuid,
+        limit: u64,
+    ) -> StoreResult<Vec<Message>>;
+
+    /// The children of each of `parents` (with `roots`, the conversation's first messages
+    /// too) as `(parent, child)` pairs, in the order they were written.
+    async fn children(
+        &self,
+        conversation_id: Uuid,
+        parents: &[Uuid],
+        roots: bool,
+    ) -> StoreResult<Vec<(Option<Uuid>, Uuid)>>;
+
+    /// Makes the newest message under `message_id` (a leaf, or the message itself) the
+    /// active leaf of a conversation of `user_id`, and returns it; `None` when the user has
+    /// no such message in that conversation. `updated_at` does not move.
+    async fn set_active_leaf(
+        &self,
+        user_id: &str,
+        conversation_id: Uuid,
+        message_id: Uuid,
+    ) -> StoreResult<Option<Uuid>>;
+
+    /// Replaces the content of a message of `user_id` (its previous content kept as a
+    /// [`Revision`]), in one transaction; `None` when the user has no such message.
+    async fn edit_message(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        content: &str,
+        tokens: i64,
+        at: Timestamp,
+    ) -> StoreResult<Option<Message>>;
+
+    /// The earlier contents of a message, oldest first.
+    async fn revisions(&self, message_id: Uuid) -> StoreResult<Vec<Revision>>;
+
+    /// Deletes a message of `user_id` and every message under it, in one transaction. When
+    /// the active leaf was among them, the newest message left under the deleted one's
+    /// parent (for a first message: the conversation's newest, or none) becomes the active
+    /// leaf. `None` when the user has no such message.
+    async fn delete_message(&self, user_id: &str, id: Uuid)
+    -> StoreResult<Option<RemovedMessages>>;
+
+    /// Stores a whole conversation at once (a fork, an import): the conversation, its
+    /// messages (each after its parent) and its active leaf, in one transaction.
+    async fn insert_conversation(
+        &self,
+        new: &NewConversation,
+        messages: &[Message],
+        active_leaf_id: Option<Uuid>,
+    ) -> StoreResult<Conversation>;
+
+    /// Appends a message (moving the conversation's `updated_at` and `message_count`, and
+    /// making it the active leaf) and, when given, records usage and adds it to the user's
+    /// total, all in one transaction. `NotFound` when the conversation does not exist, or
+    /// the message's parent is not a message of it.
     async fn append_message(
         &self,
         message: &Message,

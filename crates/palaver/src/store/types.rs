@@ -97,6 +97,7 @@ impl NewConversation {
             message_count: 0,
             archived: false,
             pinned: false,
+            active_leaf_id: None,
             created_at: self.created_at,
             updated_at: self.created_at,
         }
@@ -116,6 +117,9 @@ pub struct Conversation {
     pub archived: bool,
     /// Listed before the others.
     pub pinned: bool,
+    /// The end of the branch its owner sees (`None` while it has no messages): the newest
+    /// message written, or the one chosen with `PUT active-leaf`.
+    pub active_leaf_id: Option<Uuid>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -169,12 +173,36 @@ impl Role {
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
+    /// The message this one follows (`None` for a first message); siblings are branches.
+    pub parent_id: Option<Uuid>,
     pub role: Role,
     pub content: String,
     pub tokens: i64,
     pub model: Option<String>,
     pub metadata: serde_json::Value,
     pub created_at: Timestamp,
+    /// When the content was last edited in place (its earlier contents are [`Revision`]s).
+    pub edited_at: Option<Timestamp>,
+}
+
+/// An earlier content of a message edited in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub content: String,
+    pub tokens: i64,
+    /// When this content was written (the message's creation, or the edit before).
+    pub written_at: Timestamp,
+    pub replaced_at: Timestamp,
+}
+
+/// What deleting a message (and its subtree) did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemovedMessages {
+    pub conversation_id: Uuid,
+    /// The message and every message under it.
+    pub count: u64,
+    /// The conversation's active leaf now (moved when it was among the deleted).
+    pub active_leaf_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

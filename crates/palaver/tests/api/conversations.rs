@@ -8,16 +8,21 @@ use uuid::Uuid;
 use crate::support::app::TestApp;
 use crate::support::db::{Backend, backends};
 
+/// Appends a message after the conversation's newest (on its active path).
 async fn add_message(app: &TestApp, conversation: &str, content: &str) {
+    let conversation_id = conversation.parse().unwrap();
+    let stored = app.state.store.list_messages(conversation_id).await.unwrap();
     let message = Message {
         id: Uuid::now_v7(),
-        conversation_id: conversation.parse().unwrap(),
+        conversation_id,
+        parent_id: stored.last().map(|m| m.id),
         role: Role::User,
         content: content.into(),
         tokens: 3,
         model: None,
         metadata: json!({}),
         created_at: store::now(),
+        edited_at: None,
     };
     app.state
         .store

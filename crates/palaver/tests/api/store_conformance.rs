@@ -40,12 +40,14 @@ fn message(conversation: Uuid, role: Role, content: &str, at: store::Timestamp) 
     Message {
         id: Uuid::new_v4(),
         conversation_id: conversation,
+        parent_id: None,
         role,
         content: content.to_owned(),
         tokens: content.split_whitespace().count() as i64,
         model: (role == Role::Assistant).then(|| "gpt-4o-mini".to_owned()),
         metadata: json!({"finishReason": "stop"}),
         created_at: at,
+        edited_at: None,
     }
 }
 
@@ -619,20 +621,26 @@ async fn messages_keep_order_and_content() {
             };
             // Two messages within the same microsecond keep their insertion order.
             let at = t0 + Duration::seconds(i / 2);
-            let m = message(c.id, role, &format!("message {i} — ünïcödé"), at);
+            let mut m = message(c.id, role, &format!("message {i} — ünïcödé"), at);
+            m.parent_id = sent.last().map(|p: &Message| p.id);
             store.append_message(&m, None).await.unwrap();
             sent.push(m);
         }
         let all = store.list_messages(c.id).await.unwrap();
         assert_eq!(all, sent, "{backend}: every field round-trips, in order");
 
-        let recent = store.recent_messages(c.id, 3).await.unwrap();
+        let leaf = sent[5].id;
+        let recent = store.path(c.id, leaf, 3).await.unwrap();
         assert_eq!(
             recent,
             sent[3..].to_vec(),
-            "{backend}: the newest three, oldest first"
+            "{backend}: the three nearest the leaf, oldest first"
         );
-        assert_eq!(store.recent_messages(c.id, 100).await.unwrap().len(), 6);
+        assert_eq!(store.path(c.id, leaf, 100).await.unwrap(), sent);
+        assert!(
+            store.path(Uuid::new_v4(), leaf, 100).await.unwrap().is_empty(),
+            "{backend}: a leaf of another conversation has no path"
+        );
 
         let conversation = store
             .get_conversation("alice", c.id)
@@ -641,6 +649,7 @@ async fn messages_keep_order_and_content() {
             .unwrap();
         assert_eq!(conversation.message_count, 6);
         assert_eq!(conversation.updated_at, t0 + Duration::seconds(2));
+        assert_eq!(conversation.active_leaf_id, Some(leaf), "{backend}: the newest is the leaf");
 
         // A message for a conversation that does not exist is refused and stores nothing.
         let orphan = message(Uuid::new_v4(), Role::User, "lost", t0);

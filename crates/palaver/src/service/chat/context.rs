@@ -76,12 +76,14 @@ mod tests {
         Message {
             id: Uuid::now_v7(),
             conversation_id: Uuid::nil(),
+            parent_id: None,
             role,
             content: content.into(),
             tokens,
             model: None,
             metadata: json!({}),
             created_at: store::now(),
+            edited_at: None,
         }
     }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::context::build_context;
 use super::scope::{JobScope, job_reply_id, tag};
 use super::stream::{Answer, Mode, receive};
-use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService};
+use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService, Place};
 use super::{ExchangeOptions, NewConversationInput};
 use crate::providers::tokens;
 use crate::providers::{ChatRequest, Provider};
@@ -21,7 +21,10 @@ const HISTORY_WINDOW: u64 = 500;
 pub(super) struct Turn<'a> {
     pub conversation: Conversation,
     pub created: bool,
+    /// The message the reply answers: new (stored by this exchange), or already stored (a
+    /// regenerate, a job's retry).
     pub user_message: Message,
+    pub new_user_message: bool,
     /// The model asked for (the request's, else the conversation's, else the default).
     pub requested: &'a str,
     /// The model that really answers (the mock says so rather than pretending to be gpt-4).
@@ -47,11 +50,16 @@ impl ChatService {
             conversation,
             created,
             claim,
+            place,
         } = admitted;
         let conversation_id = conversation.id;
-        let result = self
-            .run_turn(user_id, conversation, created, input, options, mode)
-            .await;
+        let draft = Draft {
+            conversation,
+            created,
+            place,
+            input,
+        };
+        let result = self.run_turn(user_id, draft, options, mode).await;
         drop(claim);
         result.map_err(|error| ChatFailure {
             error,
@@ -62,20 +70,17 @@ impl ChatService {
     async fn run_turn(
         &self,
         user_id: &str,
-        conversation: Conversation,
-        created: bool,
-        input: ChatInput,
+        draft: Draft,
         options: ExchangeOptions,
         mode: Mode<'_>,
     ) -> Result<ChatOutcome, ServiceError> {
-        let requested = input
+        let requested = draft
+            .input
             .model
             .clone()
-            .or_else(|| conversation.model.clone())
+            .or_else(|| draft.conversation.model.clone())
             .unwrap_or_else(|| self.defaults.model.clone());
-        let turn = self
-            .prepare_turn(&requested, conversation, created, input, options.job)
-            .await?;
+        let turn = self.prepare_turn(&requested, draft, options.job).await?;
         // Reserve the most this exchange can cost, so a parallel burst cannot overshoot the
         // quota by more than one request; held until the reply and its usage are stored.
         let worst_case = i64::from(turn.counted_prompt) + i64::from(turn.request.max_tokens);
@@ -84,15 +89,20 @@ impl ChatService {
         self.conclude(user_id, turn, answer).await
     }
 
-    /// Decides the model, the context and the ids of the exchange (reads the history).
+    /// Decides the model, the context and the ids of the exchange (reads the path it
+    /// continues).
     async fn prepare_turn<'a>(
         &'a self,
         requested: &'a str,
-        conversation: Conversation,
-        created: bool,
-        input: ChatInput,
+        draft: Draft,
         scope: Option<JobScope>,
     ) -> Result<Turn<'a>, ServiceError> {
+        let Draft {
+            conversation,
+            created,
+            place,
+            input,
+        } = draft;
         let routed = self.providers.route(requested)?;
         let (provider, upstream_model) = (routed.provider, routed.model.to_owned());
         let model = if self.providers.is_mock() {
@@ -106,19 +116,27 @@ impl ChatService {
             .system_prompt
             .clone()
             .or_else(|| conversation.system_prompt.clone());
-        let history = self.history(&conversation, created, scope.as_ref()).await?;
-        let mut metadata = json!({});
-        tag(&mut metadata, scope.as_ref());
-        let user_message = Message {
-            id: Uuid::now_v7(),
-            conversation_id: conversation.id,
-            role: Role::User,
-            tokens: tokens::count_text(&model, &input.message) as i64,
-            content: input.message,
-            model: None,
-            metadata,
-            created_at: store::now(),
+        let (user_message, new_user_message) = match place {
+            Place::Reply(stored) => (stored, false),
+            Place::After(parent_id) => {
+                let mut metadata = json!({});
+                tag(&mut metadata, scope.as_ref());
+                let message = Message {
+                    id: Uuid::now_v7(),
+                    conversation_id: conversation.id,
+                    parent_id,
+                    role: Role::User,
+                    tokens: tokens::count_text(&model, &input.message) as i64,
+                    content: input.message,
+                    model: None,
+                    metadata,
+                    created_at: store::now(),
+                    edited_at: None,
+                };
+                (message, true)
+            }
         };
+        let history = self.history(&conversation, user_message.parent_id).await?;
         let messages = build_context(
             &model,
             system_prompt.as_deref(),
@@ -134,6 +152,7 @@ impl ChatService {
             conversation,
             created,
             user_message,
+            new_user_message,
             requested,
             model,
             provider,
@@ -149,31 +168,31 @@ impl ChatService {
         })
     }
 
-    /// The stored messages the context is built from (none for a conversation created for
-    /// this exchange; a job's own earlier user message left out, since the turn adds it).
+    /// The stored messages the context is built from: the path from the root to `parent`
+    /// (its newest [`HISTORY_WINDOW`]), none for a first message. A parent that is not in
+    /// the conversation (deleted meanwhile) is a 404.
     async fn history(
         &self,
         conversation: &Conversation,
-        created: bool,
-        scope: Option<&JobScope>,
+        parent: Option<Uuid>,
     ) -> Result<Vec<Message>, ServiceError> {
-        if created {
+        let Some(parent) = parent else {
             return Ok(Vec::new());
-        }
-        let mut history = self
+        };
+        let path = self
             .store
-            .recent_messages(conversation.id, HISTORY_WINDOW)
+            .path(conversation.id, parent, HISTORY_WINDOW)
             .await?;
-        if let Some(scope) = scope {
-            history.retain(|m| !scope.stored(m));
+        if path.is_empty() {
+            return Err(ServiceError::NotFound("Message"));
         }
-        Ok(history)
+        Ok(path)
     }
 
     /// Stores the user message (and a new conversation with it), unless an earlier attempt
     /// of the same job did.
     async fn store_user_message(&self, turn: &Turn<'_>) -> Result<(), StoreError> {
-        if turn.scope.as_ref().is_some_and(|s| s.user_message_stored) {
+        if !turn.new_user_message {
             return Ok(());
         }
         if turn.created {
@@ -224,6 +243,14 @@ impl ChatService {
             }
         })
     }
+}
+
+/// An admitted exchange before its turn is decided.
+struct Draft {
+    conversation: Conversation,
+    created: bool,
+    place: Place,
+    input: ChatInput,
 }
 
 /// Drafts the conversation of an exchange that names none.

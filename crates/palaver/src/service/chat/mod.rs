@@ -26,7 +26,7 @@ use super::{Admission, AutoTitle, ConversationService, NewConversationInput, Ser
 use crate::config::DisconnectPolicy;
 use crate::pricing::PriceTable;
 use crate::providers::{Providers, Usage};
-use crate::store::{Conversation, Message, Store};
+use crate::store::{Conversation, Message, Role, Store};
 
 pub use scope::{JobScope, ReplyGuard, is_from_job, job_reply_id};
 pub use stream::StreamHandle;
@@ -37,6 +37,10 @@ pub use stream::StreamHandle;
 #[serde(rename_all = "camelCase")]
 pub struct ChatInput {
     pub conversation_id: Option<Uuid>,
+    /// The message to answer after: a new branch when it is not the active leaf (which is
+    /// the default). Names the conversation when `conversation_id` does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_message_id: Option<Uuid>,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -133,15 +137,38 @@ pub struct ChatDefaults {
 pub struct ExchangeOptions {
     /// The exchange of a `generate-completion` job: idempotent across its attempts.
     pub job: Option<JobScope>,
+    /// Where in the conversation's tree the exchange writes.
+    pub anchor: Anchor,
 }
 
-/// An admitted exchange: its conversation, claimed for it. A new conversation (`created`) is
-/// not stored yet: it is stored with the exchange's first message, in the same transaction,
-/// so a refused exchange leaves nothing behind.
+/// Where an exchange writes in its conversation's tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Anchor {
+    /// A new user message after `ChatInput::parent_message_id`, else after the active leaf.
+    #[default]
+    Latest,
+    /// A new first user message, beside the conversation's first (an edit of it, rerun).
+    Root,
+    /// No new user message: a new reply to this stored one (a regenerate; a job's retry).
+    Reply(Uuid),
+}
+
+/// An admitted exchange: its conversation, claimed for it, and where it writes. A new
+/// conversation (`created`) is not stored yet: it is stored with the exchange's first
+/// message, in the same transaction, so a refused exchange leaves nothing behind.
 struct Admitted {
     conversation: Conversation,
     created: bool,
     claim: super::StreamClaim,
+    place: Place,
+}
+
+/// Where an admitted exchange writes, resolved.
+enum Place {
+    /// A new user message after this one (`None`: a first message).
+    After(Option<Uuid>),
+    /// A new reply to this stored user message.
+    Reply(Message),
 }
 
 /// The chat pipeline. Cheap to clone: its parts are shared.
@@ -191,13 +218,17 @@ impl ChatService {
     /// One exchange, answered in one piece. It runs in a tracked task of its own: a client
     /// that goes away mid-call does not cancel it, so the reply (or the failure) and its
     /// usage are still stored.
-    pub async fn chat(&self, user_id: &str, input: ChatInput) -> Result<ChatOutcome, ChatFailure> {
-        let admitted = self.admit(user_id, &input).await?;
+    pub async fn chat(
+        &self,
+        user_id: &str,
+        input: ChatInput,
+        options: ExchangeOptions,
+    ) -> Result<ChatOutcome, ChatFailure> {
+        let admitted = self.admit(user_id, &input, options.anchor).await?;
         let chat = self.clone();
         let user = user_id.to_owned();
         self.tasks
             .spawn(async move {
-                let options = ExchangeOptions::default();
                 chat.exchange(&user, admitted, input, options, stream::Mode::Plain)
                     .await
             })
@@ -215,7 +246,7 @@ impl ChatService {
         sink: Arc<dyn ChatSink>,
         options: ExchangeOptions,
     ) -> Result<StreamHandle, ChatFailure> {
-        let admitted = self.admit(user_id, &input).await?;
+        let admitted = self.admit(user_id, &input, options.anchor).await?;
         Ok(stream::launch(
             self.clone(),
             user_id,
@@ -227,18 +258,16 @@ impl ChatService {
     }
 
     /// Admits an exchange: refuses a user whose quota is spent, resolves the conversation (or
-    /// drafts a new one) and claims it, so that one exchange at a time writes into it.
-    /// Nothing is stored here.
-    async fn admit(&self, user_id: &str, input: &ChatInput) -> Result<Admitted, ChatFailure> {
+    /// drafts a new one) and where in it the exchange writes, and claims it, so that one
+    /// exchange at a time writes into it. Nothing is stored here.
+    async fn admit(
+        &self,
+        user_id: &str,
+        input: &ChatInput,
+        anchor: Anchor,
+    ) -> Result<Admitted, ChatFailure> {
         self.admission.quota_open(user_id).await?;
-        let conversations = ConversationService::new(self.store.clone());
-        let (conversation, created) = match input.conversation_id {
-            Some(id) => (conversations.get(user_id, id).await?, false),
-            None => {
-                let new = exchange::untitled(input);
-                (ConversationService::draft(user_id, new).created(), true)
-            }
-        };
+        let (conversation, created, place) = self.place(user_id, input, anchor).await?;
         let claim = self
             .admission
             .claim(conversation.id, user_id)
@@ -250,6 +279,58 @@ impl ChatService {
             conversation,
             created,
             claim,
+            place,
         })
+    }
+
+    /// The conversation of an exchange (drafted when it names none) and where it writes.
+    /// A message named as the parent or the one to answer must be the caller's, and in the
+    /// conversation named (404 otherwise).
+    async fn place(
+        &self,
+        user_id: &str,
+        input: &ChatInput,
+        anchor: Anchor,
+    ) -> Result<(Conversation, bool, Place), ServiceError> {
+        let conversations = ConversationService::new(self.store.clone());
+        let named = match anchor {
+            Anchor::Reply(id) => Some(id),
+            Anchor::Latest => input.parent_message_id,
+            Anchor::Root => None,
+        };
+        let anchor_message = match named {
+            Some(id) => {
+                let message = self.store.get_message(user_id, id).await?;
+                let message = message
+                    .filter(|m| input.conversation_id.is_none_or(|c| c == m.conversation_id))
+                    .ok_or(ServiceError::NotFound("Message"))?;
+                Some(message)
+            }
+            None => None,
+        };
+        let conversation_id = input
+            .conversation_id
+            .or(anchor_message.as_ref().map(|m| m.conversation_id));
+        let Some(conversation_id) = conversation_id else {
+            let new = exchange::untitled(input);
+            let drafted = ConversationService::draft(user_id, new).created();
+            return Ok((drafted, true, Place::After(None)));
+        };
+        let conversation = conversations.get(user_id, conversation_id).await?;
+        let place = match (anchor, anchor_message) {
+            (Anchor::Reply(_), Some(message)) if message.role == Role::User => {
+                Place::Reply(message)
+            }
+            (Anchor::Reply(_), _) => {
+                return Err(ServiceError::Invalid {
+                    field: "messageId",
+                    message: "only a user message can be answered again".to_owned(),
+                });
+            }
+            (Anchor::Root, _) => Place::After(None),
+            (Anchor::Latest, Some(parent)) => Place::After(Some(parent.id)),
+            (Anchor::Latest, None) => Place::After(conversation.active_leaf_id),
+        };
+        Ok((conversation, false, place))
     }
 }

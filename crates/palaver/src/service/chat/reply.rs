@@ -54,8 +54,9 @@ impl ChatService {
             .await?;
         self.queue_title(user_id, &turn, &reply);
         let mut conversation = turn.conversation;
-        conversation.message_count += 2;
+        conversation.message_count += 1 + i64::from(turn.new_user_message);
         conversation.updated_at = reply.created_at;
+        conversation.active_leaf_id = Some(reply.id);
         Ok(ChatOutcome {
             conversation,
             created_conversation: turn.created,
@@ -75,9 +76,9 @@ impl ChatService {
         let Some(auto) = &self.titles else {
             return;
         };
-        // Messages stored before this exchange (a job's own earlier user message aside).
-        let earlier_attempt = turn.scope.as_ref().is_some_and(|s| s.user_message_stored);
-        let before = turn.conversation.message_count - i64::from(earlier_attempt);
+        // Messages stored before this exchange (the message it answers aside, when stored
+        // before: a job's earlier attempt stored it).
+        let before = turn.conversation.message_count - i64::from(!turn.new_user_message);
         if before > 0 || turn.conversation.title != DEFAULT_TITLE || reply.content.trim().is_empty()
         {
             return;
@@ -116,12 +117,14 @@ impl ChatService {
         let reply = Message {
             id: turn.reply_id,
             conversation_id: turn.conversation.id,
+            parent_id: Some(turn.user_message.id),
             role: Role::Assistant,
             content: content.to_owned(),
             tokens: i64::from(usage.completion_tokens),
             model: Some(turn.model.clone()),
             metadata,
             created_at: now,
+            edited_at: None,
         };
         let record = self.usage_record(user_id, turn, "chat", usage, now);
         if let Some(scope) = &turn.scope {

@@ -3,8 +3,7 @@
 //!
 //! - Every message the job stores carries `metadata.jobId`.
 //! - The user message is stored once: when an earlier attempt stored it (its upstream call
-//!   failed), this attempt does not store it again, and the history it builds the context
-//!   from leaves the earlier copy out (the pipeline adds the message itself).
+//!   failed), this attempt answers that one ([`Anchor::Reply`](super::Anchor::Reply)).
 //! - The reply has one id per job ([`job_reply_id`]), so however attempts interleave, a second
 //!   reply cannot be stored; a partial or stopped reply is not stored at all (its usage still
 //!   is), since the next attempt answers in full.
@@ -37,8 +36,6 @@ pub trait ReplyGuard: Send + Sync {
 #[derive(Clone)]
 pub struct JobScope {
     pub job_id: Uuid,
-    /// An earlier attempt stored the user message.
-    pub user_message_stored: bool,
     pub guard: Arc<dyn ReplyGuard>,
 }
 

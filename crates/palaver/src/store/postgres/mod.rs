@@ -12,8 +12,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Role, SearchHit,
-    SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation,
+    RemovedMessages, Revision, Role, SearchHit, SearchQuery, Store, StoreError, StoreResult,
+    Timestamp, UsageRecord, UsageTotals, User,
 };
 pub use jobs::PgJobStore;
 
@@ -34,10 +35,11 @@ pub(super) fn conversation(row: &PgRow) -> StoreResult<Conversation> {
         updated_at: row.try_get("updated_at")?,
         archived: row.try_get("archived")?,
         pinned: row.try_get("pinned")?,
+        active_leaf_id: row.try_get("active_leaf_id")?,
     })
 }
 
-fn message(row: &PgRow) -> StoreResult<Message> {
+pub(super) fn message(row: &PgRow) -> StoreResult<Message> {
     let role: &str = row.try_get("role")?;
     Ok(Message {
         id: row.try_get("id")?,
@@ -49,19 +51,29 @@ fn message(row: &PgRow) -> StoreResult<Message> {
         model: row.try_get("model")?,
         metadata: row.try_get("metadata")?,
         created_at: row.try_get("created_at")?,
+        parent_id: row.try_get("parent_id")?,
+        edited_at: row.try_get("edited_at")?,
     })
+}
+
+/// The columns [`message`] reads.
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at"
+    };
 }
 
 /// Selects the columns [`conversation`] reads.
 macro_rules! conversations {
     () => {
         "SELECT id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at, \
-         archived, pinned FROM conversations"
+         archived, pinned, active_leaf_id FROM conversations"
     };
 }
 
-// After the macro, which it uses.
+// After the macros, which they use.
 mod conversations;
+mod tree;
 
 impl PgStore {
     /// A pool of 10 connections.
@@ -223,31 +235,73 @@ impl Store for PgStore {
     }
 
     async fn list_messages(&self, conversation_id: Uuid) -> StoreResult<Vec<Message>> {
-        let rows = sqlx::query(
-            "SELECT id, conversation_id, role, content, tokens, model, metadata, created_at FROM messages \
-             WHERE conversation_id = $1 ORDER BY created_at, seq",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 ORDER BY seq"
+        ))
         .bind(conversation_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(message).collect()
     }
 
-    async fn recent_messages(
+    async fn get_message(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Message>> {
+        tree::get_message(&self.pool, user_id, id).await
+    }
+
+    async fn path(&self, conversation_id: Uuid, leaf: Uuid, limit: u64) -> StoreResult<Vec<Message>> {
+        tree::path(&self.pool, conversation_id, leaf, limit).await
+    }
+
+    async fn children(
         &self,
         conversation_id: Uuid,
-        limit: u64,
-    ) -> StoreResult<Vec<Message>> {
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT seq, id, conversation_id, role, content, tokens, model, metadata, created_at \
-             FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, seq DESC LIMIT $2) AS recent \
-             ORDER BY created_at, seq",
-        )
-        .bind(conversation_id)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(message).collect()
+        parents: &[Uuid],
+        roots: bool,
+    ) -> StoreResult<Vec<(Option<Uuid>, Uuid)>> {
+        tree::children(&self.pool, conversation_id, parents, roots).await
+    }
+
+    async fn set_active_leaf(
+        &self,
+        user_id: &str,
+        conversation_id: Uuid,
+        message_id: Uuid,
+    ) -> StoreResult<Option<Uuid>> {
+        tree::set_active_leaf(&self.pool, user_id, conversation_id, message_id).await
+    }
+
+    async fn edit_message(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        content: &str,
+        tokens: i64,
+        at: Timestamp,
+    ) -> StoreResult<Option<Message>> {
+        tree::edit_message(&self.pool, user_id, id, content, tokens, at).await
+    }
+
+    async fn revisions(&self, message_id: Uuid) -> StoreResult<Vec<Revision>> {
+        tree::revisions(&self.pool, message_id).await
+    }
+
+    async fn delete_message(
+        &self,
+        user_id: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<RemovedMessages>> {
+        tree::delete_message(&self.pool, user_id, id).await
+    }
+
+    async fn insert_conversation(
+        &self,
+        new: &NewConversation,
+        messages: &[Message],
+        active_leaf_id: Option<Uuid>,
+    ) -> StoreResult<Conversation> {
+        tree::insert_conversation(&self.pool, new, messages, active_leaf_id).await
     }
 
     async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
@@ -306,22 +360,37 @@ fn bind_usage<'q>(query: PgQuery<'q>, usage: &'q UsageRecord) -> PgQuery<'q> {
         .bind(usage.created_at)
 }
 
-/// Appends a message (`$1`..`$8`) if its conversation exists.
-const APPEND: &str =
-    "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)";
+/// The columns [`bind_message`] binds, and their parameters.
+macro_rules! message_insert {
+    () => {
+        "(id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
+    };
+}
+
+/// An appended message's conversation exists and holds its parent.
+macro_rules! append_where {
+    () => {
+        "WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)
+      AND ($9::uuid IS NULL OR EXISTS (SELECT 1 FROM messages WHERE id = $9 AND conversation_id = $2))"
+    };
+}
+
+/// Appends a message (`$1`..`$10`) if its conversation exists and its parent (`$9`) is a
+/// message of it.
+const APPEND: &str = concat!("INSERT INTO messages ", message_insert!(), " ", append_where!());
 
 /// A conversation (`$1`..`$7`, see [`bind_conversation`]) and its first message
-/// (`$8`..`$15`, see [`bind_message`]), in one statement.
+/// (`$8`..`$17`, see [`bind_message`]), in one statement.
 const START_CONVERSATION: &str = "WITH conversation AS (
     INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)
     RETURNING id)
-INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
-    SELECT $8, $9, $10, $11, $12, $13, $14, $15 FROM conversation";
+INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at)
+    SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM conversation";
 
 /// Binds a new conversation's columns as `$1`..`$7`.
-fn bind_conversation<'q>(query: PgQuery<'q>, new: &'q NewConversation) -> PgQuery<'q> {
+pub(super) fn bind_conversation<'q>(query: PgQuery<'q>, new: &'q NewConversation) -> PgQuery<'q> {
     query
         .bind(new.id)
         .bind(&new.user_id)
@@ -332,8 +401,8 @@ fn bind_conversation<'q>(query: PgQuery<'q>, new: &'q NewConversation) -> PgQuer
         .bind(new.created_at)
 }
 
-/// Binds a message's columns in the order of the `messages` INSERTs above (8 parameters).
-fn bind_message<'q>(query: PgQuery<'q>, msg: &'q Message) -> PgQuery<'q> {
+/// Binds a message's columns in the order of the `messages` INSERTs above (10 parameters).
+pub(super) fn bind_message<'q>(query: PgQuery<'q>, msg: &'q Message) -> PgQuery<'q> {
     query
         .bind(msg.id)
         .bind(msg.conversation_id)
@@ -343,23 +412,28 @@ fn bind_message<'q>(query: PgQuery<'q>, msg: &'q Message) -> PgQuery<'q> {
         .bind(&msg.model)
         .bind(&msg.metadata)
         .bind(msg.created_at)
+        .bind(msg.parent_id)
+        .bind(msg.edited_at)
 }
 
 /// A write's error: a unique violation is a conflict.
-fn write_error(e: sqlx::Error) -> StoreError {
+pub(super) fn write_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(e) if e.is_unique_violation() => StoreError::Conflict,
         other => other.into(),
     }
 }
 
-/// `APPEND` and, only if the message was stored, its usage record (`$9`..`$17`).
-const APPEND_WITH_USAGE: &str = "WITH message AS (
-    INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)
-    RETURNING id)
+/// `APPEND` and, only if the message was stored, its usage record (`$11`..`$19`).
+const APPEND_WITH_USAGE: &str = concat!(
+    "WITH message AS (INSERT INTO messages ",
+    message_insert!(),
+    " ",
+    append_where!(),
+    " RETURNING id)
 INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM message";
+    SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM message"
+);
 
 /// A usage record (`$1`..`$9`).
 const RECORD_USAGE: &str = "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)

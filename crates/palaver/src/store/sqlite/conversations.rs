@@ -16,6 +16,12 @@ pub(super) fn uuid_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Uuid> {
     Uuid::parse_str(&s).map_err(|e| corrupt(i, format!("bad uuid `{s}`: {e}")))
 }
 
+pub(super) fn opt_uuid_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Uuid>> {
+    let s: Option<String> = row.get(i)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(i, format!("bad uuid `{s}`: {e}"))))
+        .transpose()
+}
+
 pub(super) fn ts_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Timestamp> {
     let s: String = row.get(i)?;
     from_sqlite_text(&s).map_err(|e| corrupt(i, format!("bad timestamp `{s}`: {e}")))
@@ -36,7 +42,7 @@ pub(super) fn json_at(row: &Row<'_>, i: usize) -> rusqlite::Result<serde_json::V
 macro_rules! conversation_columns {
     () => {
         "id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at, \
-         archived, pinned"
+         archived, pinned, active_leaf_id"
     };
 }
 
@@ -53,13 +59,14 @@ pub(super) fn conversation(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         updated_at: ts_at(row, 8)?,
         archived: row.get(9)?,
         pinned: row.get(10)?,
+        active_leaf_id: opt_uuid_at(row, 11)?,
     })
 }
 
 /// The columns [`message`] reads.
 macro_rules! message_columns {
     () => {
-        "id, conversation_id, role, content, tokens, model, metadata, created_at"
+        "id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at"
     };
 }
 
@@ -76,6 +83,8 @@ pub(super) fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
         model: row.get(5)?,
         metadata: json_at(row, 6)?,
         created_at: ts_at(row, 7)?,
+        parent_id: opt_uuid_at(row, 8)?,
+        edited_at: opt_ts_at(row, 9)?,
     })
 }
 
@@ -132,6 +141,8 @@ pub(super) struct MessageRow {
     model: Option<String>,
     metadata: String,
     created_at: String,
+    parent_id: Option<String>,
+    edited_at: Option<String>,
 }
 
 impl From<&Message> for MessageRow {
@@ -145,15 +156,31 @@ impl From<&Message> for MessageRow {
             model: m.model.clone(),
             metadata: m.metadata.to_string(),
             created_at: ts(m.created_at),
+            parent_id: m.parent_id.map(|p| p.to_string()),
+            edited_at: m.edited_at.map(ts),
         }
     }
 }
 
 impl MessageRow {
-    /// Appends the message if its conversation exists (1), else nothing (0); a trigger moves
-    /// the conversation.
+    /// Appends the message if its conversation exists and holds its parent (1), else nothing
+    /// (0); a trigger moves the conversation.
     pub(super) fn insert(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
-        c.prepare_cached(APPEND)?.execute(params![
+        self.execute(c, APPEND)
+    }
+
+    /// Inserts the message whatever its conversation or parent: their foreign keys refuse a
+    /// missing one (for a conversation written whole, in one transaction).
+    pub(super) fn insert_plain(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+        self.execute(
+            c,
+            "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, \
+             created_at, parent_id, edited_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+    }
+
+    fn execute(&self, c: &rusqlite::Connection, sql: &str) -> rusqlite::Result<usize> {
+        c.prepare_cached(sql)?.execute(params![
             self.id,
             self.conversation_id,
             self.role,
@@ -161,12 +188,41 @@ impl MessageRow {
             self.tokens,
             self.model,
             self.metadata,
-            self.created_at
+            self.created_at,
+            self.parent_id,
+            self.edited_at
         ])
     }
 }
 
-/// Appends a message (`?1`..`?8`) if its conversation exists; a trigger moves the conversation.
-pub(super) const APPEND: &str =
-    "INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at)
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?2)";
+/// Appends a message (`?1`..`?10`) if its conversation exists and its parent (`?9`) is a
+/// message of it; a trigger moves the conversation.
+pub(super) const APPEND: &str = "INSERT INTO messages
+    (id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at)
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+     WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?2)
+       AND (?9 IS NULL OR EXISTS (SELECT 1 FROM messages WHERE id = ?9 AND conversation_id = ?2))";
+
+/// One page of a user's conversations, pinned first, then latest activity first, and how
+/// many there are.
+pub(super) fn list(
+    c: &rusqlite::Connection,
+    user_id: &str,
+    archived: bool,
+    limit: i64,
+    offset: i64,
+) -> rusqlite::Result<(Vec<Conversation>, u64)> {
+    let total: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM conversations WHERE user_id = ?1 AND archived = ?2")?
+        .query_row(params![user_id, archived], |r| r.get(0))?;
+    let mut stmt = c.prepare_cached(concat!(
+        "SELECT ",
+        conversation_columns!(),
+        " FROM conversations WHERE user_id = ?1 AND archived = ?2 \
+     ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+    ))?;
+    let conversations = stmt
+        .query_map(params![user_id, archived, limit, offset], conversation)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((conversations, u64::try_from(total).unwrap_or(0)))
+}

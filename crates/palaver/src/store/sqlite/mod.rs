@@ -7,6 +7,7 @@ mod conversations;
 mod job_rows;
 mod jobs;
 mod search;
+mod tree;
 mod usage;
 
 use async_trait::async_trait;
@@ -15,8 +16,9 @@ use uuid::Uuid;
 
 use super::embedded::{Db, DbError};
 use super::{
-    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, SearchHit,
-    SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, RemovedMessages,
+    Revision, SearchHit, SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord,
+    UsageTotals, User,
 };
 use conversations::{
     ConversationRow, MessageRow, conversation, conversation_columns, message, message_columns,
@@ -142,23 +144,7 @@ impl Store for SqliteStore {
         let archived = filter.archived;
         Ok(self
             .db
-            .read(move |c| {
-                let total: i64 = c
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM conversations WHERE user_id = ?1 AND archived = ?2",
-                    )?
-                    .query_row(params![user_id, archived], |r| r.get(0))?;
-                let mut stmt = c.prepare_cached(concat!(
-                    "SELECT ",
-                    conversation_columns!(),
-                    " FROM conversations WHERE user_id = ?1 AND archived = ?2 \
-                     ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT ?3 OFFSET ?4"
-                ))?;
-                let conversations = stmt
-                    .query_map(params![user_id, archived, limit, offset], conversation)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok((conversations, u64::try_from(total).unwrap_or(0)))
-            })
+            .read(move |c| conversations::list(c, &user_id, archived, limit, offset))
             .await?)
     }
 
@@ -269,7 +255,7 @@ impl Store for SqliteStore {
                 c.prepare_cached(concat!(
                     "SELECT ",
                     message_columns!(),
-                    " FROM messages WHERE conversation_id = ?1 ORDER BY created_at, seq"
+                    " FROM messages WHERE conversation_id = ?1 ORDER BY seq"
                 ))?
                 .query_map([id], message)?
                 .collect()
@@ -277,28 +263,90 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn recent_messages(
+    async fn get_message(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Message>> {
+        let (user_id, id) = (user_id.to_owned(), id.to_string());
+        Ok(self
+            .db
+            .read(move |c| tree::get_message(c, &user_id, &id))
+            .await?)
+    }
+
+    async fn path(
         &self,
         conversation_id: Uuid,
+        leaf: Uuid,
         limit: u64,
     ) -> StoreResult<Vec<Message>> {
-        let id = conversation_id.to_string();
+        let (conversation, leaf) = (conversation_id.to_string(), leaf.to_string());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         Ok(self
             .db
-            .read(move |c| {
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM (SELECT seq, ",
-                    message_columns!(),
-                    " FROM messages WHERE conversation_id = ?1 ORDER BY created_at DESC, seq DESC LIMIT ?2) \
-                     ORDER BY created_at, seq"
-                ))?
-                .query_map(params![id, limit], message)?
-                .collect()
-            })
+            .read(move |c| tree::path(c, &conversation, &leaf, limit))
             .await?)
+    }
+
+    async fn children(
+        &self,
+        conversation_id: Uuid,
+        parents: &[Uuid],
+        roots: bool,
+    ) -> StoreResult<Vec<(Option<Uuid>, Uuid)>> {
+        let (conversation, parents) = (conversation_id.to_string(), parents.to_vec());
+        Ok(self
+            .db
+            .read(move |c| tree::children(c, &conversation, &parents, roots))
+            .await?)
+    }
+
+    async fn set_active_leaf(
+        &self,
+        user_id: &str,
+        conversation_id: Uuid,
+        message_id: Uuid,
+    ) -> StoreResult<Option<Uuid>> {
+        let (user_id, conversation) = (user_id.to_owned(), conversation_id.to_string());
+        let message_id = message_id.to_string();
+        Ok(self
+            .db
+            .write(move |c| tree::set_active_leaf(c, &user_id, &conversation, &message_id))
+            .await?)
+    }
+
+    async fn edit_message(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        content: &str,
+        tokens: i64,
+        at: Timestamp,
+    ) -> StoreResult<Option<Message>> {
+        let (user_id, id, content) = (user_id.to_owned(), id.to_string(), content.to_owned());
+        Ok(self
+            .db
+            .write(move |c| tree::edit_message(c, &user_id, &id, &content, tokens, at))
+            .await?)
+    }
+
+    async fn revisions(&self, message_id: Uuid) -> StoreResult<Vec<Revision>> {
+        let id = message_id.to_string();
+        Ok(self.db.read(move |c| tree::revisions(c, &id)).await?)
+    }
+
+    async fn delete_message(
+        &self,
+        user_id: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<RemovedMessages>> {
+        self.remove_subtree(user_id, id).await
+    }
+
+    async fn insert_conversation(
+        &self,
+        new: &NewConversation,
+        messages: &[Message],
+        active_leaf_id: Option<Uuid>,
+    ) -> StoreResult<Conversation> {
+        self.store_whole(new, messages, active_leaf_id).await
     }
 
     async fn append_message(&self, msg: &Message, usage: Option<&UsageRecord>) -> StoreResult<()> {
