@@ -20,7 +20,7 @@ use crate::providers::{ProviderError, Providers};
 use crate::queue::{JobQueue, QueueError};
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
-    EmbeddingService, JobService, Notifier, ServiceError, TitleService, UsageService,
+    EmbeddingService, JobService, Notifier, ServiceError, TitleService, TreeService, UsageService,
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
@@ -157,9 +157,11 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         on_disconnect: config.stream_on_disconnect,
         titles,
     });
+    let notifier = Notifier::default();
     Ok(AppState {
         auth: Arc::new(Authenticator::new(verifier, auth_failures, store.clone())),
         conversations: ConversationService::new(store.clone()),
+        tree: TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone()),
         embeddings: EmbeddingService::new(
             store.clone(),
             providers.clone(),
@@ -171,7 +173,7 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         admission,
         chat,
         jobs,
-        notifier: Notifier::default(),
+        notifier,
         tasks,
         config: Arc::new(config),
         store,

@@ -9,7 +9,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::service::{
     Admission, ChatService, ConversationService, EmbeddingService, JobService, Notifier,
-    TitleService, UsageService,
+    TitleService, TreeService, UsageService,
 };
 use crate::store::Store;
 
@@ -22,6 +22,8 @@ pub struct AppState {
     /// Rate limit, quota and the busy rule.
     pub admission: Admission,
     pub conversations: ConversationService,
+    /// Branches, paths, edits and deletes of messages.
+    pub tree: TreeService,
     pub chat: ChatService,
     pub embeddings: EmbeddingService,
     /// Conversation titles (the `generate-title` job's work).

@@ -88,12 +88,23 @@ async fn chat(
 ) -> Result<Response, ApiError> {
     let streaming = body.stream.unwrap_or(false);
     let input = body.into_input();
+    answer(&state, &user, input, ExchangeOptions::default(), streaming).await
+}
+
+/// Runs an exchange and answers it: in one piece ([`ChatResponse`]), or streamed.
+pub(super) async fn answer(
+    state: &AppState,
+    user: &AuthUser,
+    input: ChatInput,
+    options: ExchangeOptions,
+    streaming: bool,
+) -> Result<Response, ApiError> {
     if streaming {
-        return stream_chat(state, user, input).await;
+        return stream_chat(state, user, input, options).await;
     }
     let outcome = state
         .chat
-        .chat(&user.id, input, ExchangeOptions::default())
+        .chat(&user.id, input, options)
         .await
         .map_err(|f| ApiError::from(f.error))?;
     Ok(Json(ChatResponse::from(&outcome)).into_response())
@@ -102,15 +113,16 @@ async fn chat(
 /// Streams the exchange as server-sent events named like the Socket.IO events. The exchange
 /// runs on its own: a client that goes away does not lose the reply (`STREAM_ON_DISCONNECT`).
 async fn stream_chat(
-    state: AppState,
-    user: AuthUser,
+    state: &AppState,
+    user: &AuthUser,
     input: ChatInput,
+    options: ExchangeOptions,
 ) -> Result<Response, ApiError> {
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
     let sink = Arc::new(SseSink(tx));
     state
         .chat
-        .start_stream(&user.id, input, sink, ExchangeOptions::default())
+        .start_stream(&user.id, input, sink, options)
         .await
         .map_err(|f| ApiError::from(f.error))?;
     let stream = futures::stream::unfold(rx, |mut rx| async move {

@@ -13,6 +13,7 @@ use crate::protocol::dto::{
     ConversationPage, ConversationWithMessages, CreateConversationRequest, ListQuery,
     UpdateConversationRequest,
 };
+use crate::protocol::tree::{ActiveLeafRequest, ConversationTree, MessagePage, PathQuery};
 use crate::service::NewConversationInput;
 use crate::state::AppState;
 use crate::store::{ConversationFilter, ConversationPatch};
@@ -25,6 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
             update_conversation,
             delete_conversation
         ))
+        .routes(routes!(get_tree))
+        .routes(routes!(get_path))
+        .routes(routes!(set_active_leaf))
 }
 
 /// Create a conversation.
@@ -76,7 +80,8 @@ async fn list_conversations(
     }))
 }
 
-/// Get a conversation with its messages, oldest first.
+/// Get a conversation with its active path (the branch shown), oldest first; each message
+/// names its parent, its siblings and how many messages follow it.
 #[utoipa::path(get, path = "/ai/conversations/{id}", tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     responses((status = 200, body = ConversationWithMessages), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -85,10 +90,67 @@ async fn get_conversation(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<ConversationWithMessages>, ApiError> {
-    let (conversation, messages) = state.conversations.get_with_messages(&user.id, id).await?;
+    let (conversation, path) = state.tree.active_path(&user.id, id).await?;
     Ok(Json(ConversationWithMessages {
         conversation: conversation.into(),
+        messages: path.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Every message of a conversation, flat (each after its parent), for tree views.
+#[utoipa::path(get, path = "/ai/conversations/{id}/tree", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = ConversationTree), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_tree(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+) -> Result<Json<ConversationTree>, ApiError> {
+    let (conversation, messages) = state.tree.tree(&user.id, id).await?;
+    Ok(Json(ConversationTree {
+        conversation: conversation.into(),
         messages: messages.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A page of a path, oldest first: the newest `limit` messages of the path to `leaf` (by
+/// default the active leaf); with `before`, the page before that message.
+#[utoipa::path(get, path = "/ai/conversations/{id}/messages", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id"), PathQuery),
+    responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_path(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+    ApiQuery(query): ApiQuery<PathQuery>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    let page = state
+        .tree
+        .page(&user.id, id, query.leaf, query.before, limit)
+        .await?;
+    Ok(Json(page.into()))
+}
+
+/// Show another branch: the newest message under `messageId` becomes the active leaf, on
+/// every device (`conversation:branch` tells the owner's connections). Answers as `GET`.
+#[utoipa::path(put, path = "/ai/conversations/{id}/active-leaf", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    request_body = ActiveLeafRequest,
+    responses((status = 200, body = ConversationWithMessages), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_active_leaf(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ActiveLeafRequest>,
+) -> Result<Json<ConversationWithMessages>, ApiError> {
+    let (conversation, path) = state
+        .tree
+        .set_active_leaf(&user.id, id, body.message_id)
+        .await?;
+    Ok(Json(ConversationWithMessages {
+        conversation: conversation.into(),
+        messages: path.into_iter().map(Into::into).collect(),
     }))
 }
 

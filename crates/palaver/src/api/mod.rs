@@ -8,6 +8,7 @@ mod embeddings;
 pub mod extract;
 mod health;
 mod jobs;
+mod messages;
 mod rate;
 mod usage;
 
@@ -61,7 +62,8 @@ fn metered() -> OpenApiRouter<AppState> {
         "/api/v1",
         chat::router()
             .merge(embeddings::router())
-            .merge(jobs::metered_router()),
+            .merge(jobs::metered_router())
+            .merge(messages::metered_router()),
     )
 }
 
@@ -70,6 +72,7 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().nest(
         "/api/v1",
         conversations::router()
+            .merge(messages::router())
             .merge(usage::router())
             .merge(jobs::router()),
     )
@@ -135,7 +138,14 @@ fn cors(origins: &[String]) -> CorsLayer {
     };
     let layer = CorsLayer::new()
         .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
         .expose_headers([REQUEST_ID, header::RETRY_AFTER]);
     if origins.iter().any(|o| o == "*") {

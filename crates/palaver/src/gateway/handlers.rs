@@ -14,7 +14,7 @@ use crate::auth::{AuthRefusal, AuthUser, bearer, client_ip_of};
 use crate::error::ApiError;
 use crate::protocol::events::{self, Wire};
 use crate::protocol::{ChatRequest, from_value};
-use crate::service::{ChatEvent, ChatSink, ExchangeOptions};
+use crate::service::{ChatEvent, ChatInput, ChatSink, ExchangeOptions, Regeneration};
 use crate::state::AppState;
 
 /// Why a handshake was refused, as the client's `connect_error` gets it: `err.message` is
@@ -72,6 +72,7 @@ pub async fn authenticate<A: Adapter>(
 fn register<A: Adapter>(socket: &SocketRef<A>, user: &AuthUser) {
     socket.join(user_room(&user.id));
     socket.on("chat:start", chat_start::<A>);
+    socket.on("chat:regenerate", chat_regenerate::<A>);
     socket.on("chat:stop", chat_stop);
     socket.on_disconnect(|Extension(connection): Extension<Connection>| async move {
         connection.gone.cancel();
@@ -166,21 +167,109 @@ async fn chat_start<A: Adapter>(
         Ok(request) => request.into_input(),
         Err(error) => return refuse(&socket, ack, error, None),
     };
-    let sink = Arc::new(SocketSink {
-        socket: socket.clone(),
-        gone: connection.gone.clone(),
-        ack: Mutex::new(Some(ack)),
-    });
-    let started = state
-        .chat
-        .start_stream(&user.id, input, sink.clone(), ExchangeOptions::default())
-        .await;
-    // Refused before anything started: the ack and `chat:error` say why.
-    if let Err(failure) = started {
-        let error = ApiError::from(&failure.error);
-        sink.answer(&ack_error(&error));
-        let (name, payload) = events::error_payload(error, failure.conversation_id);
-        let _ = socket.emit(name, &payload);
+    let start = Start {
+        socket,
+        ack,
+        state,
+        user,
+        connection,
+    };
+    start.run(input, ExchangeOptions::default()).await;
+}
+
+/// `chat:regenerate {messageId, model?, temperature?, maxTokens?}`: a new reply beside an
+/// assistant message (or to a user message), streamed with the events of `chat:start`.
+async fn chat_regenerate<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(state): State<AppState>,
+    Extension(user): Extension<AuthUser>,
+    Extension(connection): Extension<Connection>,
+) {
+    if let Err(refused) = state.admission.rate(&user.id).await {
+        return refuse(&socket, ack, refused.into(), None);
+    }
+    let parsed = data
+        .map_err(|e| ApiError::validation("body", format!("payload must be a JSON object: {e}")))
+        .and_then(from_value::<RegenerateEvent>);
+    let request = match parsed {
+        Ok(request) => request,
+        Err(error) => return refuse(&socket, ack, error, None),
+    };
+    let with = request.regeneration();
+    let (input, options) = match state
+        .tree
+        .regeneration(&user.id, request.message_id, with)
+        .await
+    {
+        Ok(exchange) => exchange,
+        Err(error) => return refuse(&socket, ack, error.into(), None),
+    };
+    let start = Start {
+        socket,
+        ack,
+        state,
+        user,
+        connection,
+    };
+    start.run(input, options).await;
+}
+
+/// The payload of `chat:regenerate`.
+#[derive(Debug, serde::Deserialize, garde::Validate)]
+#[serde(rename_all = "camelCase")]
+struct RegenerateEvent {
+    #[garde(skip)]
+    message_id: Uuid,
+    #[garde(length(min = 1, max = 200))]
+    model: Option<String>,
+    #[garde(range(min = 0.0, max = 2.0))]
+    temperature: Option<f32>,
+    #[garde(range(min = 1, max = 8000))]
+    max_tokens: Option<u32>,
+}
+
+impl RegenerateEvent {
+    fn regeneration(&self) -> Regeneration {
+        Regeneration {
+            model: self.model.clone(),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+        }
+    }
+}
+
+/// An exchange a connection asked for, ready to start.
+struct Start<A: Adapter> {
+    socket: SocketRef<A>,
+    ack: AckSender<A>,
+    state: AppState,
+    user: AuthUser,
+    connection: Connection,
+}
+
+impl<A: Adapter> Start<A> {
+    /// Streams the exchange to the connection; the ack answers once the user message is
+    /// stored, or with the error of an exchange refused before it started.
+    async fn run(self, input: ChatInput, options: ExchangeOptions) {
+        let sink = Arc::new(SocketSink {
+            socket: self.socket.clone(),
+            gone: self.connection.gone.clone(),
+            ack: Mutex::new(Some(self.ack)),
+        });
+        let started = self
+            .state
+            .chat
+            .start_stream(&self.user.id, input, sink.clone(), options)
+            .await;
+        // Refused before anything started: the ack and `chat:error` say why.
+        if let Err(failure) = started {
+            let error = ApiError::from(&failure.error);
+            sink.answer(&ack_error(&error));
+            let (name, payload) = events::error_payload(error, failure.conversation_id);
+            let _ = self.socket.emit(name, &payload);
+        }
     }
 }
 

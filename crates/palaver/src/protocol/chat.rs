@@ -42,7 +42,7 @@ pub struct ChatRequest {
     pub user_id: Option<serde_json::Value>,
 }
 
-fn not_blank(value: &str, _: &()) -> garde::Result {
+pub(super) fn not_blank(value: &str, _: &()) -> garde::Result {
     if value.trim().is_empty() {
         Err(garde::Error::new("must not be blank"))
     } else {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::service::Page;
+use crate::service::{Page, PathMessage};
 use crate::store::{self, Timestamp};
 
 pub fn rfc3339(t: &Timestamp) -> String {
@@ -32,6 +32,8 @@ pub struct Conversation {
     pub archived: bool,
     /// Listed first.
     pub pinned: bool,
+    /// The end of the branch shown (`GET` returns the path to it); null while empty.
+    pub active_leaf_id: Option<Uuid>,
     /// In search results only (`?q=`): where the conversation matched.
     #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
     pub search_match: Option<SearchMatch>,
@@ -91,6 +93,7 @@ impl From<store::Conversation> for Conversation {
             system_prompt: c.system_prompt,
             archived: c.archived,
             pinned: c.pinned,
+            active_leaf_id: c.active_leaf_id,
             search_match: None,
         }
     }
@@ -119,6 +122,8 @@ impl From<store::Role> for Role {
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
+    /// The message this one follows; null for a first message.
+    pub parent_id: Option<Uuid>,
     pub role: Role,
     pub content: String,
     pub tokens: i64,
@@ -127,6 +132,17 @@ pub struct Message {
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     pub created_at: String,
+    /// When the content was last edited in place (`GET /ai/messages/{id}/revisions` has the
+    /// earlier ones); absent if never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// On a path only: the messages with the same parent, this one included, oldest first
+    /// (more than one: the path branches here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sibling_ids: Option<Vec<Uuid>>,
+    /// On a path only: how many messages follow this one (more than one: branches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_count: Option<usize>,
 }
 
 impl From<store::Message> for Message {
@@ -134,12 +150,26 @@ impl From<store::Message> for Message {
         Message {
             id: m.id,
             conversation_id: m.conversation_id,
+            parent_id: m.parent_id,
             role: m.role.into(),
             content: m.content,
             tokens: m.tokens,
             model: m.model,
             metadata: m.metadata,
             created_at: rfc3339(&m.created_at),
+            edited_at: m.edited_at.as_ref().map(rfc3339),
+            sibling_ids: None,
+            child_count: None,
+        }
+    }
+}
+
+impl From<PathMessage> for Message {
+    fn from(p: PathMessage) -> Self {
+        Message {
+            sibling_ids: Some(p.sibling_ids),
+            child_count: Some(p.child_count),
+            ..p.message.into()
         }
     }
 }
@@ -149,7 +179,7 @@ impl From<store::Message> for Message {
 pub struct ConversationWithMessages {
     #[serde(flatten)]
     pub conversation: Conversation,
-    /// Oldest first.
+    /// The active path, oldest first.
     pub messages: Vec<Message>,
 }
 

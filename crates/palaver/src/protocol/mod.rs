@@ -6,6 +6,7 @@ pub mod chat;
 pub mod dto;
 pub mod events;
 pub mod jobs;
+pub mod tree;
 pub mod validate;
 
 pub use chat::ChatRequest;

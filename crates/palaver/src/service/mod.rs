@@ -11,13 +11,13 @@ pub mod jobs;
 mod notify;
 pub mod streams;
 mod titles;
+mod tree;
 mod usage;
 
 pub use admission::Admission;
 pub use chat::{
-    Anchor,
-    ChatDefaults, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatParts, ChatService, ChatSink,
-    ExchangeOptions, JobScope, NoSink, ReplyGuard, StreamHandle,
+    Anchor, ChatDefaults, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatParts, ChatService,
+    ChatSink, ExchangeOptions, JobScope, NoSink, ReplyGuard, StreamHandle,
 };
 pub use conversations::{ConversationService, DEFAULT_TITLE, NewConversationInput, Page};
 pub use embeddings::{EmbeddingOutcome, EmbeddingService};
@@ -26,4 +26,5 @@ pub use jobs::{JobRequest, JobService};
 pub use notify::{Emitter, Notifier, UserEvent};
 pub use streams::{ActiveStreams, StreamClaim};
 pub use titles::{AutoTitle, TITLE_MAX_CHARS, TitleQueue, TitleService, clean_title};
+pub use tree::{CONVERSATION_BRANCH, PathMessage, PathPage, Regeneration, TreeService};
 pub use usage::{UsageReport, UsageService};

@@ -11,7 +11,12 @@ use crate::support::db::{Backend, backends};
 /// Appends a message after the conversation's newest (on its active path).
 async fn add_message(app: &TestApp, conversation: &str, content: &str) {
     let conversation_id = conversation.parse().unwrap();
-    let stored = app.state.store.list_messages(conversation_id).await.unwrap();
+    let stored = app
+        .state
+        .store
+        .list_messages(conversation_id)
+        .await
+        .unwrap();
     let message = Message {
         id: Uuid::now_v7(),
         conversation_id,

@@ -638,7 +638,11 @@ async fn messages_keep_order_and_content() {
         );
         assert_eq!(store.path(c.id, leaf, 100).await.unwrap(), sent);
         assert!(
-            store.path(Uuid::new_v4(), leaf, 100).await.unwrap().is_empty(),
+            store
+                .path(Uuid::new_v4(), leaf, 100)
+                .await
+                .unwrap()
+                .is_empty(),
             "{backend}: a leaf of another conversation has no path"
         );
 
@@ -649,7 +653,11 @@ async fn messages_keep_order_and_content() {
             .unwrap();
         assert_eq!(conversation.message_count, 6);
         assert_eq!(conversation.updated_at, t0 + Duration::seconds(2));
-        assert_eq!(conversation.active_leaf_id, Some(leaf), "{backend}: the newest is the leaf");
+        assert_eq!(
+            conversation.active_leaf_id,
+            Some(leaf),
+            "{backend}: the newest is the leaf"
+        );
 
         // A message for a conversation that does not exist is refused and stores nothing.
         let orphan = message(Uuid::new_v4(), Role::User, "lost", t0);

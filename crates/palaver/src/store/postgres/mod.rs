@@ -12,9 +12,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation,
-    RemovedMessages, Revision, Role, SearchHit, SearchQuery, Store, StoreError, StoreResult,
-    Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, RemovedMessages,
+    Revision, Role, SearchHit, SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord,
+    UsageTotals, User,
 };
 pub use jobs::PgJobStore;
 
@@ -74,6 +74,12 @@ macro_rules! conversations {
 // After the macros, which they use.
 mod conversations;
 mod tree;
+mod writes;
+
+use writes::{
+    APPEND, APPEND_WITH_USAGE, RECORD_USAGE, START_CONVERSATION, bind_conversation, bind_message,
+    bind_usage, write_error,
+};
 
 impl PgStore {
     /// A pool of 10 connections.
@@ -250,7 +256,12 @@ impl Store for PgStore {
         tree::get_message(&self.pool, user_id, id).await
     }
 
-    async fn path(&self, conversation_id: Uuid, leaf: Uuid, limit: u64) -> StoreResult<Vec<Message>> {
+    async fn path(
+        &self,
+        conversation_id: Uuid,
+        leaf: Uuid,
+        limit: u64,
+    ) -> StoreResult<Vec<Message>> {
         tree::path(&self.pool, conversation_id, leaf, limit).await
     }
 
@@ -343,98 +354,3 @@ impl Store for PgStore {
         usage::prune(&self.pool, before, limit).await
     }
 }
-
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-/// Binds a usage record after the parameters already bound.
-fn bind_usage<'q>(query: PgQuery<'q>, usage: &'q UsageRecord) -> PgQuery<'q> {
-    query
-        .bind(usage.id)
-        .bind(&usage.user_id)
-        .bind(usage.conversation_id)
-        .bind(&usage.kind)
-        .bind(&usage.model)
-        .bind(usage.prompt_tokens)
-        .bind(usage.completion_tokens)
-        .bind(usage.cost_usd)
-        .bind(usage.created_at)
-}
-
-/// The columns [`bind_message`] binds, and their parameters.
-macro_rules! message_insert {
-    () => {
-        "(id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
-    };
-}
-
-/// An appended message's conversation exists and holds its parent.
-macro_rules! append_where {
-    () => {
-        "WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)
-      AND ($9::uuid IS NULL OR EXISTS (SELECT 1 FROM messages WHERE id = $9 AND conversation_id = $2))"
-    };
-}
-
-/// Appends a message (`$1`..`$10`) if its conversation exists and its parent (`$9`) is a
-/// message of it.
-const APPEND: &str = concat!("INSERT INTO messages ", message_insert!(), " ", append_where!());
-
-/// A conversation (`$1`..`$7`, see [`bind_conversation`]) and its first message
-/// (`$8`..`$17`, see [`bind_message`]), in one statement.
-const START_CONVERSATION: &str = "WITH conversation AS (
-    INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)
-    RETURNING id)
-INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at)
-    SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM conversation";
-
-/// Binds a new conversation's columns as `$1`..`$7`.
-pub(super) fn bind_conversation<'q>(query: PgQuery<'q>, new: &'q NewConversation) -> PgQuery<'q> {
-    query
-        .bind(new.id)
-        .bind(&new.user_id)
-        .bind(&new.title)
-        .bind(&new.system_prompt)
-        .bind(&new.model)
-        .bind(&new.metadata)
-        .bind(new.created_at)
-}
-
-/// Binds a message's columns in the order of the `messages` INSERTs above (10 parameters).
-pub(super) fn bind_message<'q>(query: PgQuery<'q>, msg: &'q Message) -> PgQuery<'q> {
-    query
-        .bind(msg.id)
-        .bind(msg.conversation_id)
-        .bind(msg.role.as_str())
-        .bind(&msg.content)
-        .bind(msg.tokens)
-        .bind(&msg.model)
-        .bind(&msg.metadata)
-        .bind(msg.created_at)
-        .bind(msg.parent_id)
-        .bind(msg.edited_at)
-}
-
-/// A write's error: a unique violation is a conflict.
-pub(super) fn write_error(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::Database(e) if e.is_unique_violation() => StoreError::Conflict,
-        other => other.into(),
-    }
-}
-
-/// `APPEND` and, only if the message was stored, its usage record (`$11`..`$19`).
-const APPEND_WITH_USAGE: &str = concat!(
-    "WITH message AS (INSERT INTO messages ",
-    message_insert!(),
-    " ",
-    append_where!(),
-    " RETURNING id)
-INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM message"
-);
-
-/// A usage record (`$1`..`$9`).
-const RECORD_USAGE: &str = "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";

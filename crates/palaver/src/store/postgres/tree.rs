@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::super::{
     Conversation, Message, NewConversation, RemovedMessages, Revision, StoreResult, Timestamp,
 };
-use super::{bind_conversation, message, write_error};
+use super::message;
+use super::writes::{bind_conversation, write_error};
 
 pub(super) async fn get_message(
     pool: &PgPool,
@@ -254,12 +255,32 @@ pub(super) async fn insert_conversation(
     .map_err(write_error)?;
     sqlx::query(INSERT_MESSAGES)
         .bind(messages.iter().map(|m| m.id).collect::<Vec<_>>())
-        .bind(messages.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.conversation_id)
+                .collect::<Vec<_>>(),
+        )
         .bind(messages.iter().map(|m| m.role.as_str()).collect::<Vec<_>>())
-        .bind(messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(messages.iter().map(|m| m.tokens).collect::<Vec<_>>())
-        .bind(messages.iter().map(|m| m.model.as_deref()).collect::<Vec<_>>())
-        .bind(messages.iter().map(|m| m.metadata.clone()).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.model.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.metadata.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
         .bind(messages.iter().map(|m| m.parent_id).collect::<Vec<_>>())
         .bind(messages.iter().map(|m| m.edited_at).collect::<Vec<_>>())

@@ -1,9 +1,9 @@
 //! Rows of `conversations` and `messages`: how they are read, and owned copies ready to write.
 
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use super::super::{Conversation, Message, NewConversation, Role, Timestamp};
+use super::super::{Conversation, ConversationPatch, Message, NewConversation, Role, Timestamp};
 use super::super::{from_sqlite_text, to_sqlite_text as ts};
 
 /// A column that does not read as what it should be.
@@ -225,4 +225,31 @@ pub(super) fn list(
         .query_map(params![user_id, archived, limit, offset], conversation)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((conversations, u64::try_from(total).unwrap_or(0)))
+}
+
+/// Applies a patch to a conversation of `user_id`; `None` when it has no such conversation.
+pub(super) fn update(
+    c: &rusqlite::Connection,
+    user_id: &str,
+    id: &str,
+    patch: &ConversationPatch,
+) -> rusqlite::Result<Option<Conversation>> {
+    c.prepare_cached(concat!(
+        "UPDATE conversations SET title = COALESCE(?3, title), \
+         archived = COALESCE(?4, archived), pinned = COALESCE(?5, pinned), \
+         metadata = COALESCE(?6, metadata) WHERE id = ?1 AND user_id = ?2 RETURNING ",
+        conversation_columns!()
+    ))?
+    .query_row(
+        params![
+            id,
+            user_id,
+            patch.title,
+            patch.archived,
+            patch.pinned,
+            patch.metadata.as_ref().map(|m| m.to_string())
+        ],
+        conversation,
+    )
+    .optional()
 }

@@ -191,26 +191,7 @@ impl Store for SqliteStore {
         let patch = patch.clone();
         Ok(self
             .db
-            .write(move |c| {
-                c.prepare_cached(concat!(
-                    "UPDATE conversations SET title = COALESCE(?3, title), \
-                     archived = COALESCE(?4, archived), pinned = COALESCE(?5, pinned), \
-                     metadata = COALESCE(?6, metadata) WHERE id = ?1 AND user_id = ?2 RETURNING ",
-                    conversation_columns!()
-                ))?
-                .query_row(
-                    params![
-                        id,
-                        user_id,
-                        patch.title,
-                        patch.archived,
-                        patch.pinned,
-                        patch.metadata.map(|m| m.to_string())
-                    ],
-                    conversation,
-                )
-                .optional()
-            })
+            .write(move |c| conversations::update(c, &user_id, &id, &patch))
             .await?)
     }
 

@@ -4,13 +4,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
+use super::super::to_sqlite_text as ts;
 use super::super::{
     Conversation, Message, NewConversation, RemovedMessages, Revision, StoreResult, Timestamp,
 };
+use super::SqliteStore;
 use super::conversations::ConversationRow;
 use super::conversations::{MessageRow, message, message_columns, opt_uuid_at, ts_at, uuid_at};
-use super::super::to_sqlite_text as ts;
-use super::SqliteStore;
 
 /// A message of one of the user's conversations (`?1` the id, `?2` the user).
 const OWNED_MESSAGE: &str = concat!(
