@@ -174,7 +174,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Message>>;
 
     /// The children of each of `parents` (with `roots`, the conversation's first messages
-    /// too) as `(parent, child)` pairs, in the order they were written.
+    /// too) as `(parent, child)` pairs; each parent's children in the order they were written.
     async fn children(
         &self,
         conversation_id: Uuid,

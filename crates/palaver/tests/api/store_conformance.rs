@@ -1047,3 +1047,179 @@ async fn concurrent_appends_lose_nothing() {
         );
     }
 }
+
+/// A chain deeper than any cascade or trigger depth: its path is read whole, the newest leaf
+/// under its root found, and deleting its root removes every message in one statement.
+#[tokio::test]
+async fn a_deep_tree_is_walked_and_deleted_whole() {
+    const DEPTH: usize = 1_500;
+    for backend in backends() {
+        let (store, _db) = open(backend).await;
+        let t0 = store::now();
+        store.ensure_user("deep", t0).await.unwrap();
+        let new = new_conversation("deep", "deep", t0);
+        let mut chain: Vec<Message> = Vec::with_capacity(DEPTH + 1);
+        for i in 0..DEPTH {
+            let role = if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            let mut m = message(new.id, role, &format!("m{i}"), t0);
+            m.parent_id = chain.last().map(|p| p.id);
+            chain.push(m);
+        }
+        // A side branch after the first message, written last: the newest leaf.
+        let mut side = message(new.id, Role::Assistant, "side", t0);
+        side.parent_id = Some(chain[0].id);
+        chain.push(side.clone());
+        let stored = store
+            .insert_conversation(&new, &chain, Some(chain[DEPTH - 1].id))
+            .await
+            .unwrap();
+        assert_eq!(stored.message_count, (DEPTH + 1) as i64, "{backend}");
+        let got = store
+            .get_conversation("deep", new.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.active_leaf_id, Some(chain[DEPTH - 1].id), "{backend}");
+        assert_eq!(got.message_count, (DEPTH + 1) as i64, "{backend}");
+
+        let path = store
+            .path(new.id, chain[DEPTH - 1].id, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(path, chain[..DEPTH].to_vec(), "{backend}: root to leaf");
+        let children = store
+            .children(new.id, &[chain[0].id, chain[1].id], true)
+            .await
+            .unwrap();
+        let of = |parent: Option<Uuid>| -> Vec<Uuid> {
+            children
+                .iter()
+                .filter(|(p, _)| *p == parent)
+                .map(|(_, c)| *c)
+                .collect()
+        };
+        assert_eq!(children.len(), 4, "{backend}: {children:?}");
+        assert_eq!(of(None), vec![chain[0].id], "{backend}");
+        assert_eq!(
+            of(Some(chain[0].id)),
+            vec![chain[1].id, side.id],
+            "{backend}: in order"
+        );
+        assert_eq!(of(Some(chain[1].id)), vec![chain[2].id], "{backend}");
+        let leaf = store
+            .set_active_leaf("deep", new.id, chain[0].id)
+            .await
+            .unwrap();
+        assert_eq!(leaf, Some(side.id), "{backend}: the newest under the root");
+        assert_eq!(
+            store
+                .set_active_leaf("intruder", new.id, chain[0].id)
+                .await
+                .unwrap(),
+            None
+        );
+
+        let edited = store
+            .edit_message("deep", chain[1].id, "changed", 1, t0 + Duration::seconds(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(edited.content, "changed");
+        let revisions = store.revisions(chain[1].id).await.unwrap();
+        assert_eq!(revisions.len(), 1, "{backend}");
+        assert_eq!(revisions[0].content, "m1");
+        assert!(
+            store
+                .edit_message("intruder", chain[1].id, "x", 1, t0)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}: another user's message is not edited"
+        );
+
+        let removed = store
+            .delete_message("deep", chain[1].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            removed.count,
+            (DEPTH - 1) as u64,
+            "{backend}: the whole chain under m0"
+        );
+        assert_eq!(
+            removed.active_leaf_id,
+            Some(side.id),
+            "{backend}: the leaf stays"
+        );
+        let left = store.list_messages(new.id).await.unwrap();
+        assert_eq!(left, vec![chain[0].clone(), side.clone()], "{backend}");
+        let removed = store
+            .delete_message("deep", chain[0].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (removed.count, removed.active_leaf_id),
+            (2, None),
+            "{backend}"
+        );
+        let got = store
+            .get_conversation("deep", new.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.message_count, got.active_leaf_id),
+            (0, None),
+            "{backend}"
+        );
+        assert!(store.delete_conversation("deep", new.id).await.unwrap());
+    }
+}
+
+/// A message's parent must be a message of the same conversation.
+#[tokio::test]
+async fn a_parent_in_another_conversation_is_refused() {
+    for backend in backends() {
+        let (store, _db) = open(backend).await;
+        let t0 = store::now();
+        store.ensure_user("pat", t0).await.unwrap();
+        let a = store
+            .create_conversation(&new_conversation("pat", "a", t0))
+            .await
+            .unwrap();
+        let b = store
+            .create_conversation(&new_conversation("pat", "b", t0))
+            .await
+            .unwrap();
+        let in_a = message(a.id, Role::User, "in a", t0);
+        store.append_message(&in_a, None).await.unwrap();
+        let mut stray = message(b.id, Role::User, "in b", t0);
+        stray.parent_id = Some(in_a.id);
+        assert!(
+            matches!(
+                store.append_message(&stray, None).await,
+                Err(StoreError::NotFound)
+            ),
+            "{backend}"
+        );
+        assert!(
+            store.list_messages(b.id).await.unwrap().is_empty(),
+            "{backend}"
+        );
+        // Deleting a conversation deletes its tree (the self-reference does not hold it back).
+        let mut reply = message(a.id, Role::Assistant, "reply", t0);
+        reply.parent_id = Some(in_a.id);
+        store.append_message(&reply, None).await.unwrap();
+        assert!(
+            store.delete_conversation("pat", a.id).await.unwrap(),
+            "{backend}"
+        );
+        assert!(store.list_messages(a.id).await.unwrap().is_empty());
+    }
+}
