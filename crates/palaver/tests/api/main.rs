@@ -23,3 +23,4 @@ mod store_conformance;
 mod support;
 mod titles;
 mod tree;
+mod tree_live;
