@@ -22,6 +22,8 @@ use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
     EmbeddingService, JobService, Notifier, ServiceError, TitleService, TreeService, UsageService,
 };
+use crate::protocol::events::WireEncoder;
+use crate::service::runs::RunLog;
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
 
@@ -156,6 +158,8 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         tasks: tasks.clone(),
         on_disconnect: config.stream_on_disconnect,
         titles,
+        runs: Arc::new(RunLog::new(config.run_events_ttl, RUN_EVENTS_CAP)),
+        encoder: Arc::new(WireEncoder),
     });
     let notifier = Notifier::default();
     Ok(AppState {
@@ -179,6 +183,9 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         store,
     })
 }
+
+/// The most events kept of one run (a run of more chunks is resumed with a snapshot).
+const RUN_EVENTS_CAP: usize = 100_000;
 
 /// The per-user rate limiter, the per-IP limiter of failed authentications, and the quotas:
 /// shared through Redis when it is configured.

@@ -21,7 +21,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::protocol::ChatRequest;
 use crate::protocol::dto::rfc3339;
-use crate::protocol::events::{self, Wire};
+use crate::service::runs::Logged;
 use crate::service::{ChatEvent, ChatInput, ChatOutcome, ChatSink, ExchangeOptions};
 use crate::state::AppState;
 
@@ -137,19 +137,21 @@ async fn stream_chat(
         .into_response())
 }
 
+/// A run's event as SSE: `id` its sequence number (a reconnecting client sends it back as
+/// `Last-Event-ID`), `event` its name, `data` its payload.
+pub(super) fn sse_event(logged: &Logged) -> Event {
+    Event::default()
+        .id(logged.seq.to_string())
+        .event(logged.name)
+        .data(&*logged.data)
+}
+
 /// Forwards pipeline events into the SSE response.
 struct SseSink(mpsc::UnboundedSender<Event>);
 
 impl ChatSink for SseSink {
-    fn emit(&self, event: ChatEvent<'_>) {
-        let event = match events::wire(event) {
-            Wire::Chunk(chunk) => Event::default()
-                .event(events::MESSAGE)
-                .json_data(&chunk)
-                .unwrap_or_default(),
-            Wire::Other(name, payload) => Event::default().event(name).data(payload.to_string()),
-        };
-        let _ = self.0.send(event);
+    fn emit(&self, _: ChatEvent<'_>, logged: &Logged) {
+        let _ = self.0.send(sse_event(logged));
     }
 
     /// The response body is dropped when the client goes away.

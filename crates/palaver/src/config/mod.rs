@@ -73,6 +73,9 @@ pub struct Config {
     /// Take the client IP from `X-Forwarded-For` (behind a trusted load balancer).
     pub trust_forwarded_for: bool,
     pub stream_on_disconnect: DisconnectPolicy,
+    /// How long a streamed run's events stay readable after it ends (`RUN_EVENTS_TTL_SECS`,
+    /// default 3600), for clients that resume.
+    pub run_events_ttl: Duration,
     pub body_limit_bytes: usize,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
@@ -134,6 +137,11 @@ impl Config {
             )?,
             trust_forwarded_for: env.parse("TRUST_FORWARDED_FOR", false)?,
             stream_on_disconnect: serving::stream_on_disconnect(&env)?,
+            run_events_ttl: Duration::from_secs(u64::from(env.parse_range(
+                &["RUN_EVENTS_TTL_SECS"],
+                3600,
+                1..=7 * 86_400,
+            )?)),
             body_limit_bytes: env.parse_range(
                 &["BODY_LIMIT_BYTES"],
                 1024 * 1024,

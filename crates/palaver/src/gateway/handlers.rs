@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
@@ -12,8 +13,9 @@ use uuid::Uuid;
 use super::user_room;
 use crate::auth::{AuthRefusal, AuthUser, bearer, client_ip_of};
 use crate::error::ApiError;
-use crate::protocol::events::{self, Wire};
+use crate::protocol::events;
 use crate::protocol::{ChatRequest, from_value};
+use crate::service::runs::Logged;
 use crate::service::{ChatEvent, ChatInput, ChatSink, ExchangeOptions, Regeneration};
 use crate::state::AppState;
 
@@ -108,10 +110,10 @@ impl<A: Adapter> SocketSink<A> {
 }
 
 impl<A: Adapter> ChatSink for SocketSink<A> {
-    fn emit(&self, event: ChatEvent<'_>) {
+    fn emit(&self, event: ChatEvent<'_>, logged: &Logged) {
         match &event {
             ChatEvent::UserMessage(m) => {
-                self.answer(&json!({"conversationId": m.conversation_id}));
+                self.answer(&json!({"conversationId": m.conversation_id, "runId": logged.run_id}));
             }
             // Failed before the user message was stored: the ack carries the error.
             ChatEvent::Failed(failure) => {
@@ -120,11 +122,7 @@ impl<A: Adapter> ChatSink for SocketSink<A> {
             }
             _ => {}
         }
-        let result = match events::wire(event) {
-            Wire::Chunk(chunk) => self.socket.emit(events::MESSAGE, &chunk),
-            Wire::Other(name, payload) => self.socket.emit(name, &payload),
-        };
-        if let Err(err) = result {
+        if let Err(err) = emit_logged(&self.socket, logged) {
             tracing::debug!(error = %err, "socket emit failed (client gone?)");
         }
     }
@@ -132,6 +130,16 @@ impl<A: Adapter> ChatSink for SocketSink<A> {
     fn closed(&self) -> BoxFuture<'static, ()> {
         Box::pin(self.gone.clone().cancelled_owned())
     }
+}
+
+/// Sends a run's event as encoded (its JSON payload as it is, not parsed again).
+pub(super) fn emit_logged<A: Adapter>(
+    socket: &SocketRef<A>,
+    logged: &Logged,
+) -> Result<(), socketioxide::SendError> {
+    let raw = RawValue::from_string(logged.data.to_string())
+        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_default());
+    socket.emit(logged.name, &raw)
 }
 
 fn ack_error(error: &ApiError) -> Value {

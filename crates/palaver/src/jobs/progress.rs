@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::sync::watch;
 
+use crate::service::runs::Logged;
 use crate::service::{ChatEvent, ChatSink};
 
 /// Progress once the context is built and the user message stored.
@@ -40,7 +41,7 @@ impl ProgressSink {
 }
 
 impl ChatSink for ProgressSink {
-    fn emit(&self, event: ChatEvent<'_>) {
+    fn emit(&self, event: ChatEvent<'_>, _: &Logged) {
         match event {
             ChatEvent::UserMessage(_) => self.raise(CONTEXT_BUILT),
             ChatEvent::Chunk { .. } => {
@@ -78,7 +79,14 @@ mod tests {
             created_at: store::now(),
             edited_at: None,
         };
-        sink.emit(ChatEvent::UserMessage(&message));
+        // What the run's recorder passes along (the progress sink reads the event only).
+        let logged = Logged {
+            run_id: Uuid::nil(),
+            seq: 1,
+            name: "chat:message",
+            data: "{}".into(),
+        };
+        sink.emit(ChatEvent::UserMessage(&message), &logged);
         assert_eq!(*rx.borrow(), 10);
         let chunk = |i| ChatEvent::Chunk {
             conversation_id: Uuid::nil(),
@@ -87,11 +95,11 @@ mod tests {
             content: "x",
         };
         for i in 0..5 {
-            sink.emit(chunk(i));
+            sink.emit(chunk(i), &logged);
         }
         assert_eq!(*rx.borrow(), 10 + 85 * 5 / 10);
         for i in 5..40 {
-            sink.emit(chunk(i));
+            sink.emit(chunk(i), &logged);
         }
         assert_eq!(*rx.borrow(), 95);
     }

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::dto::{Conversation, rfc3339};
 use crate::error::ApiError;
+use crate::service::runs::{EventEncoder, Stamp};
 use crate::service::{ChatEvent, ChatFailure, ChatOutcome};
 
 pub const CONVERSATION: &str = "chat:conversation";
@@ -17,48 +18,62 @@ pub const STOPPED: &str = "chat:stopped";
 /// `{conversationId, title}`: a `generate-title` job set a conversation's title.
 pub const CONVERSATION_TITLE: &str = "conversation:title";
 
-/// A pipeline event as a transport sends it: chunks (the hot path) as a typed payload that
-/// serializes without building a JSON tree, everything else as a name and a JSON value.
-pub enum Wire<'a> {
-    Chunk(Chunk<'a>),
-    Other(&'static str, Value),
-}
+/// Encodes pipeline events as every transport sends them: the API.md name, and a JSON
+/// payload that also carries the event's `runId` and `seq`. Chunks (the hot path) are
+/// serialized from a typed payload, without building a JSON tree.
+pub struct WireEncoder;
 
-/// Translates a pipeline event into its API.md name and payload.
-pub fn wire(event: ChatEvent<'_>) -> Wire<'_> {
-    match event {
-        ChatEvent::ConversationCreated(c) => Wire::Other(
-            CONVERSATION,
-            json!({"conversationId": c.id, "conversation": Conversation::from(c.clone())}),
-        ),
-        ChatEvent::UserMessage(m) => Wire::Other(
-            USER_MESSAGE,
-            json!({"messageId": m.id, "content": m.content, "conversationId": m.conversation_id, "parentId": m.parent_id, "createdAt": rfc3339(&m.created_at)}),
-        ),
-        ChatEvent::Chunk {
+impl EventEncoder for WireEncoder {
+    fn encode(&self, stamp: Stamp, event: &ChatEvent<'_>) -> (&'static str, String) {
+        if let ChatEvent::Chunk {
             conversation_id,
             message_id,
             index,
             content,
-        } => Wire::Chunk(Chunk {
-            content,
-            is_complete: false,
-            conversation_id,
-            message_id,
-            index,
-        }),
-        ChatEvent::Finished(outcome) => {
-            let (name, payload) = finished(outcome);
-            Wire::Other(name, payload)
+        } = *event
+        {
+            let chunk = Chunk {
+                content,
+                is_complete: false,
+                conversation_id,
+                message_id,
+                index,
+                run_id: stamp.run_id,
+                seq: stamp.seq,
+            };
+            return (MESSAGE, serde_json::to_string(&chunk).unwrap_or_default());
         }
-        ChatEvent::Failed(failure) => {
-            let (name, payload) = failed(failure);
-            Wire::Other(name, payload)
+        let (name, mut payload) = wire(event);
+        if let Value::Object(fields) = &mut payload {
+            fields.insert("runId".to_owned(), json!(stamp.run_id));
+            fields.insert("seq".to_owned(), json!(stamp.seq));
         }
+        (name, payload.to_string())
+    }
+
+    fn error_code(&self, failure: &ChatFailure) -> &'static str {
+        ApiError::from(&failure.error).code()
     }
 }
 
-/// The `chat:message` payload, serialized without building a JSON tree (the hot path).
+/// The name and payload of an event other than a chunk.
+fn wire(event: &ChatEvent<'_>) -> (&'static str, Value) {
+    match event {
+        ChatEvent::ConversationCreated(c) => (
+            CONVERSATION,
+            json!({"conversationId": c.id, "conversation": Conversation::from((*c).clone())}),
+        ),
+        ChatEvent::UserMessage(m) => (
+            USER_MESSAGE,
+            json!({"messageId": m.id, "content": m.content, "conversationId": m.conversation_id, "parentId": m.parent_id, "createdAt": rfc3339(&m.created_at)}),
+        ),
+        ChatEvent::Chunk { content, .. } => (MESSAGE, json!({"content": content})),
+        ChatEvent::Finished(outcome) => finished(outcome),
+        ChatEvent::Failed(failure) => failed(failure),
+    }
+}
+
+/// The `chat:message` payload.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Chunk<'a> {
@@ -67,6 +82,8 @@ pub struct Chunk<'a> {
     pub conversation_id: Uuid,
     pub message_id: Uuid,
     pub index: u32,
+    pub run_id: Uuid,
+    pub seq: u64,
 }
 
 /// `chat:end`, or `chat:stopped` for a cancelled stream.

@@ -10,6 +10,7 @@
 pub mod embedded;
 pub mod jobs;
 mod postgres;
+mod runs;
 mod search;
 mod sqlite;
 mod types;
@@ -23,6 +24,7 @@ use crate::config::DatabaseConfig;
 
 pub use jobs::{JobStore, JobStoreError, JobStoreResult};
 pub use postgres::{PgJobStore, PgStore};
+pub use runs::{Run, RunEnd, RunStatus};
 pub use search::{MARK_END, MARK_START, SearchHit, SearchQuery, SnippetPart};
 pub use sqlite::{SqliteJobStore, SqliteStore};
 pub use types::*;
@@ -231,6 +233,24 @@ pub trait Store: Send + Sync + 'static {
         message: &Message,
         usage: Option<&UsageRecord>,
     ) -> StoreResult<()>;
+
+    /// Records a run as it starts (its conversation's `active_run_id` follows it).
+    async fn create_run(&self, run: &Run) -> StoreResult<()>;
+
+    /// Records how a run ended (and clears its conversation's `active_run_id`); false when
+    /// there is no such run, or it has ended already.
+    async fn finish_run(&self, id: Uuid, end: &RunEnd) -> StoreResult<bool>;
+
+    /// A run of `user_id`.
+    async fn get_run(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Run>>;
+
+    /// The user's newest `limit` runs (of one status when given), newest first.
+    async fn list_runs(
+        &self,
+        user_id: &str,
+        status: Option<RunStatus>,
+        limit: u64,
+    ) -> StoreResult<Vec<Run>>;
 
     /// Records usage that is not tied to a stored message (embeddings, failed calls).
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;

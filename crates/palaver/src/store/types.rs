@@ -98,6 +98,7 @@ impl NewConversation {
             archived: false,
             pinned: false,
             active_leaf_id: None,
+            active_run_id: None,
             created_at: self.created_at,
             updated_at: self.created_at,
         }
@@ -120,6 +121,8 @@ pub struct Conversation {
     /// The end of the branch its owner sees (`None` while it has no messages): the newest
     /// message written, or the one chosen with `PUT active-leaf`.
     pub active_leaf_id: Option<Uuid>,
+    /// The run producing a reply in it right now, if any.
+    pub active_run_id: Option<Uuid>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

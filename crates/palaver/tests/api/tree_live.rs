@@ -46,7 +46,8 @@ async fn chat_regenerate_streams_a_sibling_reply_with_the_chat_events() {
                 json!({"messageId": reply, "maxTokens": 50}),
             )
             .await;
-        assert_eq!(ack, json!({"conversationId": c}), "{backend}");
+        assert_eq!(ack["conversationId"], c.as_str(), "{backend}: {ack}");
+        assert!(ack["runId"].is_string(), "{backend}: {ack}");
         let events = io.events_until("a", &["chat:end", "chat:error"]).await;
         let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(

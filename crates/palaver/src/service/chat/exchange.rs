@@ -19,6 +19,7 @@ const HISTORY_WINDOW: u64 = 500;
 
 /// An exchange ready to ask the provider: everything is decided, nothing is sent yet.
 pub(super) struct Turn<'a> {
+    pub run_id: Uuid,
     pub conversation: Conversation,
     pub created: bool,
     /// The message the reply answers: new (stored by this exchange), or already stored (a
@@ -51,6 +52,7 @@ impl ChatService {
             created,
             claim,
             place,
+            run_id,
         } = admitted;
         let conversation_id = conversation.id;
         let draft = Draft {
@@ -58,6 +60,7 @@ impl ChatService {
             created,
             place,
             input,
+            run_id,
         };
         let result = self.run_turn(user_id, draft, options, mode).await;
         drop(claim);
@@ -85,7 +88,7 @@ impl ChatService {
         // quota by more than one request; held until the reply and its usage are stored.
         let worst_case = i64::from(turn.counted_prompt) + i64::from(turn.request.max_tokens);
         let _quota = self.admission.reserve(user_id, worst_case).await?;
-        let answer = self.ask(&turn, mode).await?;
+        let answer = self.ask(user_id, &turn, mode).await?;
         self.conclude(user_id, turn, answer).await
     }
 
@@ -102,6 +105,7 @@ impl ChatService {
             created,
             place,
             input,
+            run_id,
         } = draft;
         let routed = self.providers.route(requested)?;
         let (provider, upstream_model) = (routed.provider, routed.model.to_owned());
@@ -149,6 +153,7 @@ impl ChatService {
             .as_ref()
             .map_or_else(Uuid::now_v7, |s| job_reply_id(s.job_id));
         Ok(Turn {
+            run_id,
             conversation,
             created,
             user_message,
@@ -207,8 +212,16 @@ impl ChatService {
     /// Asks the provider while the user message is stored (the write and the upstream call
     /// overlap), and goes on only once it is: a reply or a failure is never recorded without
     /// it, and a stream's events start with it.
-    async fn ask(&self, turn: &Turn<'_>, mode: Mode<'_>) -> Result<Answer, ServiceError> {
-        let stored = self.store_user_message(turn);
+    async fn ask(
+        &self,
+        user_id: &str,
+        turn: &Turn<'_>,
+        mode: Mode<'_>,
+    ) -> Result<Answer, ServiceError> {
+        let stored = async {
+            self.store_user_message(turn).await?;
+            self.start_run(user_id, turn).await
+        };
         let Mode::Stream { sink, cancel } = mode else {
             let answered = alongside(stored, turn.provider.chat(&turn.request)).await?;
             return Ok(match answered {
@@ -251,6 +264,7 @@ struct Draft {
     created: bool,
     place: Place,
     input: ChatInput,
+    run_id: Uuid,
 }
 
 /// Drafts the conversation of an exchange that names none.

@@ -12,6 +12,7 @@
 mod context;
 mod exchange;
 mod reply;
+mod run;
 mod scope;
 mod stream;
 
@@ -26,6 +27,7 @@ use super::{Admission, AutoTitle, ConversationService, NewConversationInput, Ser
 use crate::config::DisconnectPolicy;
 use crate::pricing::PriceTable;
 use crate::providers::{Providers, Usage};
+use crate::service::runs::{EventEncoder, Logged, RunLog};
 use crate::store::{Conversation, Message, Role, Store};
 
 pub use scope::{JobScope, ReplyGuard, is_from_job, job_reply_id};
@@ -71,9 +73,10 @@ pub enum ChatEvent<'a> {
     Failed(&'a ChatFailure),
 }
 
-/// Where a transport receives events. Emitting must not block.
+/// Where a transport receives events, each with its encoded form (`logged`: the run's
+/// sequence number, the event's name and JSON payload). Emitting must not block.
 pub trait ChatSink: Send + Sync + 'static {
-    fn emit(&self, event: ChatEvent<'_>);
+    fn emit(&self, event: ChatEvent<'_>, logged: &Logged);
 
     /// Resolves once the client behind the sink has gone away; with
     /// `STREAM_ON_DISCONNECT=stop` that stops the exchange. Never, by default.
@@ -86,11 +89,13 @@ pub trait ChatSink: Send + Sync + 'static {
 pub struct NoSink;
 
 impl ChatSink for NoSink {
-    fn emit(&self, _: ChatEvent<'_>) {}
+    fn emit(&self, _: ChatEvent<'_>, _: &Logged) {}
 }
 
 #[derive(Debug, Clone)]
 pub struct ChatOutcome {
+    /// The run this exchange was.
+    pub run_id: Uuid,
     pub conversation: Conversation,
     pub created_conversation: bool,
     pub user_message: Message,
@@ -161,6 +166,8 @@ struct Admitted {
     created: bool,
     claim: super::StreamClaim,
     place: Place,
+    /// The run this exchange is (stored once its user message is).
+    run_id: Uuid,
 }
 
 /// Where an admitted exchange writes, resolved.
@@ -190,6 +197,10 @@ pub struct ChatParts {
     /// Queues a title job after the first exchange of an untitled conversation; `None` with
     /// `AUTO_TITLE=false`.
     pub titles: Option<AutoTitle>,
+    /// The streamed runs' events, for clients that resume.
+    pub runs: Arc<RunLog>,
+    /// How events are encoded (the protocol layer's wire form).
+    pub encoder: Arc<dyn EventEncoder>,
 }
 
 impl std::ops::Deref for ChatService {
@@ -229,8 +240,12 @@ impl ChatService {
         let user = user_id.to_owned();
         self.tasks
             .spawn(async move {
-                chat.exchange(&user, admitted, input, options, stream::Mode::Plain)
-                    .await
+                let run_id = admitted.run_id;
+                let result = chat
+                    .exchange(&user, admitted, input, options, stream::Mode::Plain)
+                    .await;
+                chat.end_run(run_id, &result, 0).await;
+                result
             })
             .await
             .map_err(|e| ServiceError::Internal(format!("chat task: {e}")))?
@@ -280,6 +295,7 @@ impl ChatService {
             created,
             claim,
             place,
+            run_id: Uuid::now_v7(),
         })
     }
 

@@ -58,6 +58,7 @@ impl ChatService {
         conversation.updated_at = reply.created_at;
         conversation.active_leaf_id = Some(reply.id);
         Ok(ChatOutcome {
+            run_id: turn.run_id,
             conversation,
             created_conversation: turn.created,
             user_message: turn.user_message,

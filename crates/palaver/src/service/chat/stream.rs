@@ -12,13 +12,14 @@ use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatServic
 use super::{ExchangeOptions, ServiceError};
 use crate::config::DisconnectPolicy;
 use crate::providers::{ChatStream, ProviderError, StreamEvent, Usage};
+use crate::service::runs::RunRecorder;
 
 /// How the answer is received: in one piece, or streamed into a sink until cancelled.
 #[derive(Clone, Copy)]
 pub(super) enum Mode<'a> {
     Plain,
     Stream {
-        sink: &'a dyn ChatSink,
+        sink: &'a RunRecorder,
         cancel: &'a CancellationToken,
     },
 }
@@ -45,6 +46,7 @@ pub(super) enum Answer {
 /// running to its end (it is stored either way); [`StreamHandle::stopper`] cancels it.
 pub struct StreamHandle {
     pub conversation_id: Uuid,
+    pub run_id: Uuid,
     cancel: CancellationToken,
     task: JoinHandle<Result<ChatOutcome, ChatFailure>>,
 }
@@ -64,7 +66,8 @@ impl StreamHandle {
     }
 }
 
-/// Runs an admitted exchange in a tracked task, streaming into `sink`.
+/// Runs an admitted exchange in a tracked task, streaming into `sink` through the run's
+/// recorder (which logs every event for clients that resume).
 pub(super) fn launch(
     chat: ChatService,
     user_id: &str,
@@ -73,15 +76,16 @@ pub(super) fn launch(
     sink: Arc<dyn ChatSink>,
     options: ExchangeOptions,
 ) -> StreamHandle {
-    let conversation_id = admitted.conversation.id;
+    let (conversation_id, run_id) = (admitted.conversation.id, admitted.run_id);
     // The claim's token: `chat:stop` reaches the exchange through the claim (ActiveStreams).
     let cancel = admitted.claim.cancel.clone();
     let stopper = cancel.clone();
     let user = user_id.to_owned();
     let tasks = chat.tasks.clone();
+    let recorder = RunRecorder::new(run_id, chat.runs.clone(), chat.encoder.clone(), sink);
     let task = tasks.spawn(async move {
         let mode = Mode::Stream {
-            sink: &*sink,
+            sink: &recorder,
             cancel: &cancel,
         };
         let run = chat.exchange(&user, admitted, input, options, mode);
@@ -89,7 +93,7 @@ pub(super) fn launch(
         let result = if chat.on_disconnect == DisconnectPolicy::Stop {
             tokio::select! {
                 result = &mut run => result,
-                () = sink.closed() => {
+                () = recorder.sink().closed() => {
                     cancel.cancel();
                     run.await
                 }
@@ -97,14 +101,19 @@ pub(super) fn launch(
         } else {
             run.await
         };
+        // The run's last event is the one below: its end is stored first, so a client that
+        // reads the run after that event finds it ended.
+        chat.end_run(run_id, &result, recorder.last_seq() + 1).await;
         match &result {
-            Ok(outcome) => sink.emit(ChatEvent::Finished(outcome)),
-            Err(failure) => sink.emit(ChatEvent::Failed(failure)),
+            Ok(outcome) => recorder.emit(ChatEvent::Finished(outcome)),
+            Err(failure) => recorder.emit(ChatEvent::Failed(failure)),
         }
+        recorder.end();
         result
     });
     StreamHandle {
         conversation_id,
+        run_id,
         cancel: stopper,
         task,
     }
@@ -114,7 +123,7 @@ pub(super) fn launch(
 /// Dropping the stream at the end closes the upstream connection: no more tokens are paid for.
 pub(super) async fn receive(
     mut stream: ChatStream,
-    sink: &dyn ChatSink,
+    sink: &RunRecorder,
     cancel: &CancellationToken,
     conversation_id: Uuid,
     message_id: Uuid,

@@ -1,6 +1,7 @@
 //! The scaled-out store: PostgreSQL, shared by every instance.
 
 mod jobs;
+mod runs;
 mod search;
 mod usage;
 
@@ -13,8 +14,8 @@ use uuid::Uuid;
 
 use super::{
     Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, RemovedMessages,
-    Revision, Role, SearchHit, SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord,
-    UsageTotals, User,
+    Revision, Role, Run, RunEnd, RunStatus, SearchHit, SearchQuery, Store, StoreError, StoreResult,
+    Timestamp, UsageRecord, UsageTotals, User,
 };
 pub use jobs::PgJobStore;
 
@@ -36,6 +37,7 @@ pub(super) fn conversation(row: &PgRow) -> StoreResult<Conversation> {
         archived: row.try_get("archived")?,
         pinned: row.try_get("pinned")?,
         active_leaf_id: row.try_get("active_leaf_id")?,
+        active_run_id: row.try_get("active_run_id")?,
     })
 }
 
@@ -67,7 +69,7 @@ macro_rules! message_columns {
 macro_rules! conversations {
     () => {
         "SELECT id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at, \
-         archived, pinned, active_leaf_id FROM conversations"
+         archived, pinned, active_leaf_id, active_run_id FROM conversations"
     };
 }
 
@@ -333,6 +335,27 @@ impl Store for PgStore {
             done if done.rows_affected() == 0 => Err(StoreError::NotFound),
             _ => Ok(()),
         }
+    }
+
+    async fn create_run(&self, run: &Run) -> StoreResult<()> {
+        runs::create(&self.pool, run).await
+    }
+
+    async fn finish_run(&self, id: Uuid, end: &RunEnd) -> StoreResult<bool> {
+        runs::finish(&self.pool, id, end).await
+    }
+
+    async fn get_run(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Run>> {
+        runs::get(&self.pool, user_id, id).await
+    }
+
+    async fn list_runs(
+        &self,
+        user_id: &str,
+        status: Option<RunStatus>,
+        limit: u64,
+    ) -> StoreResult<Vec<Run>> {
+        runs::list(&self.pool, user_id, status, limit).await
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {

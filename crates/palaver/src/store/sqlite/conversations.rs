@@ -42,7 +42,7 @@ pub(super) fn json_at(row: &Row<'_>, i: usize) -> rusqlite::Result<serde_json::V
 macro_rules! conversation_columns {
     () => {
         "id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at, \
-         archived, pinned, active_leaf_id"
+         archived, pinned, active_leaf_id, active_run_id"
     };
 }
 
@@ -60,6 +60,7 @@ pub(super) fn conversation(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         archived: row.get(9)?,
         pinned: row.get(10)?,
         active_leaf_id: opt_uuid_at(row, 11)?,
+        active_run_id: opt_uuid_at(row, 12)?,
     })
 }
 

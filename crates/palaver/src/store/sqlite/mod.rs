@@ -6,9 +6,11 @@
 mod conversations;
 mod job_rows;
 mod jobs;
+mod runs;
 mod search;
 mod tree;
 mod usage;
+mod users;
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -17,12 +19,11 @@ use uuid::Uuid;
 use super::embedded::{Db, DbError};
 use super::{
     Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, RemovedMessages,
-    Revision, SearchHit, SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord,
-    UsageTotals, User,
+    Revision, Run, RunEnd, RunStatus, SearchHit, SearchQuery, Store, StoreError, StoreResult,
+    Timestamp, UsageRecord, UsageTotals, User,
 };
 use conversations::{
     ConversationRow, MessageRow, conversation, conversation_columns, message, message_columns,
-    ts_at,
 };
 pub use jobs::SqliteJobStore;
 use usage::{UsageRow, usage_stats};
@@ -79,35 +80,14 @@ impl Store for SqliteStore {
     async fn ensure_user(&self, user_id: &str, now: Timestamp) -> StoreResult<()> {
         let (user_id, now) = (user_id.to_owned(), ts(now));
         self.db
-            .write(move |c| {
-                c.prepare_cached(
-                    "INSERT INTO users (id, total_tokens_used, created_at) VALUES (?1, 0, ?2) \
-                     ON CONFLICT (id) DO NOTHING",
-                )?
-                .execute(params![user_id, now])
-            })
+            .write(move |c| users::ensure(c, &user_id, &now))
             .await?;
         Ok(())
     }
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
         let user_id = user_id.to_owned();
-        Ok(self
-            .db
-            .read(move |c| {
-                c.prepare_cached(
-                    "SELECT id, total_tokens_used, created_at FROM users WHERE id = ?1",
-                )?
-                .query_row([user_id], |row| {
-                    Ok(User {
-                        id: row.get(0)?,
-                        total_tokens_used: row.get(1)?,
-                        created_at: ts_at(row, 2)?,
-                    })
-                })
-                .optional()
-            })
-            .await?)
+        Ok(self.db.read(move |c| users::get(c, &user_id)).await?)
     }
 
     async fn create_conversation(&self, new: &NewConversation) -> StoreResult<Conversation> {
@@ -351,6 +331,36 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn create_run(&self, run: &Run) -> StoreResult<()> {
+        let row = runs::RunRow::from(run);
+        self.db.write(move |c| row.insert(c)).await?;
+        Ok(())
+    }
+
+    async fn finish_run(&self, id: Uuid, end: &RunEnd) -> StoreResult<bool> {
+        let (id, end) = (id.to_string(), end.clone());
+        Ok(self.db.write(move |c| runs::finish(c, &id, &end)).await? == 1)
+    }
+
+    async fn get_run(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Run>> {
+        let (user_id, id) = (user_id.to_owned(), id.to_string());
+        Ok(self.db.read(move |c| runs::get(c, &user_id, &id)).await?)
+    }
+
+    async fn list_runs(
+        &self,
+        user_id: &str,
+        status: Option<RunStatus>,
+        limit: u64,
+    ) -> StoreResult<Vec<Run>> {
+        let user_id = user_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .read(move |c| runs::list(c, &user_id, status, limit))
+            .await?)
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
