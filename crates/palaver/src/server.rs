@@ -16,14 +16,14 @@ use crate::config::{Config, ConfigError};
 use crate::gateway::{self, Broadcaster, GatewayError};
 use crate::limits::{LimitError, LocalGcra, QuotaError, Quotas, Rate, RateLimiter, RedisGcra};
 use crate::pricing::{PriceError, PriceTable};
+use crate::protocol::events::WireEncoder;
 use crate::providers::{ProviderError, Providers};
 use crate::queue::{JobQueue, QueueError};
+use crate::service::chat::runs::{RunLog, RunService};
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
     EmbeddingService, JobService, Notifier, ServiceError, TitleService, TreeService, UsageService,
 };
-use crate::protocol::events::WireEncoder;
-use crate::service::runs::RunLog;
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
 
@@ -135,7 +135,9 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         tracing::warn!("{warning}");
     }
     let _ = crate::telemetry::metrics_handle();
-    let admission = Admission::new(limiter, quotas, Arc::new(ActiveStreams::default()));
+    let streams = Arc::new(ActiveStreams::default());
+    let admission = Admission::new(limiter, quotas, streams.clone());
+    let run_log = Arc::new(RunLog::new(config.run_events_ttl, RUN_EVENTS_CAP));
     let tasks = TaskTracker::new();
     let queue = JobQueue::connect(&config).await?;
     let jobs = JobService::new(backend.jobs, queue, store.clone()).await?;
@@ -158,13 +160,14 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         tasks: tasks.clone(),
         on_disconnect: config.stream_on_disconnect,
         titles,
-        runs: Arc::new(RunLog::new(config.run_events_ttl, RUN_EVENTS_CAP)),
+        runs: run_log.clone(),
         encoder: Arc::new(WireEncoder),
     });
     let notifier = Notifier::default();
     Ok(AppState {
         auth: Arc::new(Authenticator::new(verifier, auth_failures, store.clone())),
         conversations: ConversationService::new(store.clone()),
+        runs: RunService::new(store.clone(), run_log, streams),
         tree: TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone()),
         embeddings: EmbeddingService::new(
             store.clone(),

@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::service::chat::runs::RunService;
 use crate::service::{
     Admission, ChatService, ConversationService, EmbeddingService, JobService, Notifier,
     TitleService, TreeService, UsageService,
@@ -22,6 +23,8 @@ pub struct AppState {
     /// Rate limit, quota and the busy rule.
     pub admission: Admission,
     pub conversations: ConversationService,
+    /// Runs: their state and events, for clients that resume.
+    pub runs: RunService,
     /// Branches, paths, edits and deletes of messages.
     pub tree: TreeService,
     pub chat: ChatService,

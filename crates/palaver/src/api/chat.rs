@@ -21,7 +21,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::protocol::ChatRequest;
 use crate::protocol::dto::rfc3339;
-use crate::service::runs::Logged;
+use crate::service::chat::runs::Logged;
 use crate::service::{ChatEvent, ChatInput, ChatOutcome, ChatSink, ExchangeOptions};
 use crate::state::AppState;
 
@@ -41,6 +41,8 @@ pub struct UsageDto {
 #[serde(rename_all = "camelCase")]
 pub struct ChatResponse {
     pub conversation_id: Uuid,
+    /// The run this exchange was (`GET /ai/runs/{id}`).
+    pub run_id: Uuid,
     /// The stored assistant message.
     pub message_id: Uuid,
     pub content: String,
@@ -57,6 +59,7 @@ impl From<&ChatOutcome> for ChatResponse {
     fn from(o: &ChatOutcome) -> Self {
         ChatResponse {
             conversation_id: o.conversation.id,
+            run_id: o.run_id,
             message_id: o.reply.id,
             content: o.reply.content.clone(),
             model: o.model.clone(),

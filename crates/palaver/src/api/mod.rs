@@ -10,6 +10,7 @@ mod health;
 mod jobs;
 mod messages;
 mod rate;
+mod runs;
 mod usage;
 
 use axum::Router;
@@ -73,6 +74,7 @@ fn protected() -> OpenApiRouter<AppState> {
         "/api/v1",
         conversations::router()
             .merge(messages::router())
+            .merge(runs::router())
             .merge(usage::router())
             .merge(jobs::router()),
     )

@@ -3,19 +3,19 @@
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::connection::{Connection, emit_logged};
 use super::user_room;
 use crate::auth::{AuthRefusal, AuthUser, bearer, client_ip_of};
 use crate::error::ApiError;
 use crate::protocol::events;
 use crate::protocol::{ChatRequest, from_value};
-use crate::service::runs::Logged;
+use crate::service::chat::runs::Logged;
 use crate::service::{ChatEvent, ChatInput, ChatSink, ExchangeOptions, Regeneration};
 use crate::state::AppState;
 
@@ -75,17 +75,11 @@ fn register<A: Adapter>(socket: &SocketRef<A>, user: &AuthUser) {
     socket.join(user_room(&user.id));
     socket.on("chat:start", chat_start::<A>);
     socket.on("chat:regenerate", chat_regenerate::<A>);
+    socket.on("chat:resume", super::resume::chat_resume::<A>);
     socket.on("chat:stop", chat_stop);
     socket.on_disconnect(|Extension(connection): Extension<Connection>| async move {
         connection.gone.cancel();
     });
-}
-
-/// Cancelled when the connection goes away, which stops its streams under
-/// `STREAM_ON_DISCONNECT=stop`.
-#[derive(Clone, Default)]
-pub struct Connection {
-    gone: CancellationToken,
 }
 
 /// The connection is up (its handlers were registered by [`authenticate`]).
@@ -130,16 +124,6 @@ impl<A: Adapter> ChatSink for SocketSink<A> {
     fn closed(&self) -> BoxFuture<'static, ()> {
         Box::pin(self.gone.clone().cancelled_owned())
     }
-}
-
-/// Sends a run's event as encoded (its JSON payload as it is, not parsed again).
-pub(super) fn emit_logged<A: Adapter>(
-    socket: &SocketRef<A>,
-    logged: &Logged,
-) -> Result<(), socketioxide::SendError> {
-    let raw = RawValue::from_string(logged.data.to_string())
-        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_default());
-    socket.emit(logged.name, &raw)
 }
 
 fn ack_error(error: &ApiError) -> Value {

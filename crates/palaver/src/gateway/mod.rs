@@ -2,7 +2,9 @@
 //! API.md. Authentication happens at the handshake; a refused token gets `connect_error`.
 //! With Redis configured, emits to a user's room reach every instance.
 
+mod connection;
 mod handlers;
+mod resume;
 
 use axum::Router;
 use futures::future::BoxFuture;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::sync::watch;
 
-use crate::service::runs::Logged;
+use crate::service::chat::runs::Logged;
 use crate::service::{ChatEvent, ChatSink};
 
 /// Progress once the context is built and the user message stored.

@@ -34,6 +34,8 @@ pub struct Conversation {
     pub pinned: bool,
     /// The end of the branch shown (`GET` returns the path to it); null while empty.
     pub active_leaf_id: Option<Uuid>,
+    /// The run producing a reply in it right now (`GET /ai/runs/{id}/events` follows it).
+    pub active_run_id: Option<Uuid>,
     /// In search results only (`?q=`): where the conversation matched.
     #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
     pub search_match: Option<SearchMatch>,
@@ -94,6 +96,7 @@ impl From<store::Conversation> for Conversation {
             archived: c.archived,
             pinned: c.pinned,
             active_leaf_id: c.active_leaf_id,
+            active_run_id: c.active_run_id,
             search_match: None,
         }
     }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::dto::{Conversation, rfc3339};
 use crate::error::ApiError;
-use crate::service::runs::{EventEncoder, Stamp};
+use crate::service::chat::runs::{EventEncoder, Stamp};
 use crate::service::{ChatEvent, ChatFailure, ChatOutcome};
 
 pub const CONVERSATION: &str = "chat:conversation";

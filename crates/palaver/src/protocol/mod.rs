@@ -6,6 +6,7 @@ pub mod chat;
 pub mod dto;
 pub mod events;
 pub mod jobs;
+pub mod runs;
 pub mod tree;
 pub mod validate;
 

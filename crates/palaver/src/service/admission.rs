@@ -81,9 +81,14 @@ impl Admission {
     }
 
     /// Claims the conversation for one exchange; `Busy` while another one runs in it.
-    pub fn claim(&self, conversation_id: Uuid, user_id: &str) -> Result<StreamClaim, ServiceError> {
+    pub fn claim(
+        &self,
+        conversation_id: Uuid,
+        user_id: &str,
+        run_id: Uuid,
+    ) -> Result<StreamClaim, ServiceError> {
         self.streams
-            .claim(conversation_id, user_id)
+            .claim(conversation_id, user_id, run_id)
             .ok_or(ServiceError::Busy)
     }
 

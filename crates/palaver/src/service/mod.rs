@@ -9,7 +9,6 @@ pub mod embeddings;
 mod error;
 pub mod jobs;
 mod notify;
-pub mod runs;
 pub mod streams;
 mod titles;
 mod tree;

@@ -13,6 +13,7 @@ mod context;
 mod exchange;
 mod reply;
 mod run;
+pub mod runs;
 mod scope;
 mod stream;
 
@@ -27,8 +28,8 @@ use super::{Admission, AutoTitle, ConversationService, NewConversationInput, Ser
 use crate::config::DisconnectPolicy;
 use crate::pricing::PriceTable;
 use crate::providers::{Providers, Usage};
-use crate::service::runs::{EventEncoder, Logged, RunLog};
 use crate::store::{Conversation, Message, Role, Store};
+use runs::{EventEncoder, Logged, RunLog};
 
 pub use scope::{JobScope, ReplyGuard, is_from_job, job_reply_id};
 pub use stream::StreamHandle;
@@ -283,9 +284,10 @@ impl ChatService {
     ) -> Result<Admitted, ChatFailure> {
         self.admission.quota_open(user_id).await?;
         let (conversation, created, place) = self.place(user_id, input, anchor).await?;
+        let run_id = Uuid::now_v7();
         let claim = self
             .admission
-            .claim(conversation.id, user_id)
+            .claim(conversation.id, user_id, run_id)
             .map_err(|error| ChatFailure {
                 error,
                 conversation_id: Some(conversation.id),
@@ -295,7 +297,7 @@ impl ChatService {
             created,
             claim,
             place,
-            run_id: Uuid::now_v7(),
+            run_id,
         })
     }
 

@@ -12,7 +12,7 @@ use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatServic
 use super::{ExchangeOptions, ServiceError};
 use crate::config::DisconnectPolicy;
 use crate::providers::{ChatStream, ProviderError, StreamEvent, Usage};
-use crate::service::runs::RunRecorder;
+use crate::service::chat::runs::RunRecorder;
 
 /// How the answer is received: in one piece, or streamed into a sink until cancelled.
 #[derive(Clone, Copy)]

@@ -4,14 +4,16 @@
 //! transport that started it.
 
 mod log;
+mod service;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
-use super::chat::{ChatEvent, ChatFailure, ChatSink};
+use super::{ChatEvent, ChatFailure, ChatSink};
 pub use log::{Logged, Read, RunLog, RunReader};
+pub use service::{RunEvents, RunService, RunSnapshot};
 
 /// Which event of which run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -193,18 +193,21 @@ mod tests {
         let mut reader = log.reader(run, 1).unwrap();
         assert_eq!(reader.next().await, Some(Read::Event(event(run, 2))));
         assert_eq!(reader.next().await, Some(Read::Event(event(run, 3))));
-        let live = tokio::spawn(async move {
+        let live = async move {
             let mut seen = Vec::new();
             while let Some(Read::Event(e)) = reader.next().await {
                 seen.push(e.seq);
             }
             seen
-        });
-        tokio::task::yield_now().await;
-        buffer.append(event(run, 4), log.cap());
-        buffer.append(event(run, 5), log.cap());
-        buffer.end();
-        assert_eq!(live.await.unwrap(), vec![4, 5]);
+        };
+        let produce = async {
+            tokio::task::yield_now().await;
+            buffer.append(event(run, 4), log.cap());
+            buffer.append(event(run, 5), log.cap());
+            buffer.end();
+        };
+        let (seen, ()) = tokio::join!(live, produce);
+        assert_eq!(seen, vec![4, 5]);
         assert!(log.reader(Uuid::now_v7(), 0).is_none());
     }
 

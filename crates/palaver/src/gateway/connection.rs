@@ -1,0 +1,25 @@
+//! What a connection keeps, and how a run's encoded event is sent to it.
+
+use serde_json::value::RawValue;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::chat::runs::Logged;
+
+/// Cancelled when the connection goes away, which stops its streams under
+/// `STREAM_ON_DISCONNECT=stop`.
+#[derive(Clone, Default)]
+pub struct Connection {
+    pub gone: CancellationToken,
+}
+
+/// Sends a run's event as encoded (its JSON payload as it is, not parsed again).
+pub fn emit_logged<A: Adapter>(
+    socket: &SocketRef<A>,
+    logged: &Logged,
+) -> Result<(), socketioxide::SendError> {
+    let raw = RawValue::from_string(logged.data.to_string())
+        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_default());
+    socket.emit(logged.name, &raw)
+}

@@ -1,0 +1,350 @@
+//! Runs: every exchange is one; a streamed run's events carry `runId` and `seq` and can be
+//! read again after a cursor, replayed then live, over SSE and Socket.IO.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mock_llm::{MockConfig, MockLlm};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::app::TestApp;
+use crate::support::db::{Backend, backends};
+use crate::support::node::SocketDriver;
+
+/// Palaver on mock-llm streaming `tokens_per_sec`.
+async fn spawn(backend: Backend, tokens_per_sec: f64) -> (TestApp, MockLlm) {
+    let mock = MockLlm::start(MockConfig {
+        tokens_per_sec: Some(tokens_per_sec),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = format!("{}/v1", mock.base_url());
+    let vars = [
+        ("OPENAI_API_KEY", "sk-test-runs"),
+        ("OPENAI_BASE_URL", base.as_str()),
+    ];
+    (TestApp::spawn_with(backend, &vars).await, mock)
+}
+
+/// An SSE event: `(id, name, payload)`.
+type Sse = (Option<u64>, String, Value);
+
+/// Parses complete SSE frames (comments and keep-alives left out).
+fn frames(text: &str) -> Vec<Sse> {
+    let mut out = Vec::new();
+    for frame in text.split("\n\n") {
+        let (mut id, mut name, mut data) = (None, None, String::new());
+        for line in frame.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                name = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+        if let Some(name) = name {
+            out.push((id, name, serde_json::from_str(&data).unwrap_or(Value::Null)));
+        }
+    }
+    out
+}
+
+/// Reads an SSE response until `enough` holds for the events so far (or it ends).
+async fn read_until(response: reqwest::Response, enough: impl Fn(&[Sse]) -> bool) -> Vec<Sse> {
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    loop {
+        let complete = &text[..text.rfind("\n\n").map_or(0, |i| i + 2)];
+        let events = frames(complete);
+        if enough(&events) {
+            return events;
+        }
+        match tokio::time::timeout(Duration::from_secs(20), body.next()).await {
+            Ok(Some(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk.unwrap())),
+            Ok(None) => return frames(&text),
+            Err(_) => panic!("no event in 20 s; so far: {text}"),
+        }
+    }
+}
+
+fn ended(events: &[Sse]) -> bool {
+    events.iter().any(|(_, n, _)| {
+        matches!(
+            n.as_str(),
+            "chat:end" | "chat:error" | "chat:stopped" | "run:snapshot"
+        )
+    })
+}
+
+fn chunks(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter(|(_, n, _)| n == "chat:message")
+        .map(|(_, _, v)| v["content"].as_str().unwrap())
+        .collect()
+}
+
+async fn open_stream(app: &TestApp, user: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(format!("{}/api/v1/ai/chat", app.base))
+        .bearer_auth(app.token(user))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn resume(
+    app: &TestApp,
+    user: &str,
+    run: &str,
+    query: &str,
+    last_event_id: Option<u64>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .get(format!("{}/api/v1/ai/runs/{run}/events{query}", app.base))
+        .bearer_auth(app.token(user));
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id.to_string());
+    }
+    req.send().await.unwrap()
+}
+
+async fn get(app: &TestApp, user: &str, path: &str) -> Value {
+    let r = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/ai{path}"),
+            Some(&app.token(user)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{path}: {}", r.body);
+    r.body
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_resumed_after_its_cursor_without_a_gap() {
+    for backend in backends() {
+        let (app, _mock) = spawn(backend, 40.0).await;
+        let first = open_stream(
+            &app,
+            "rui",
+            json!({"message": "go [[mock:words=30]]", "stream": true}),
+        )
+        .await;
+        let head = read_until(first, |e| {
+            e.iter().filter(|(_, n, _)| n == "chat:message").count() >= 3
+        })
+        .await;
+        // The client went away here (the response is dropped); the run goes on.
+        let run = head[0].2["runId"].as_str().unwrap().to_owned();
+        for (i, (id, _, payload)) in head.iter().enumerate() {
+            assert_eq!(*id, Some(i as u64 + 1), "{backend}: ids count from 1");
+            assert_eq!(payload["seq"], i as u64 + 1);
+            assert_eq!(payload["runId"], run.as_str());
+        }
+        let conversation = head[0].2["conversationId"].as_str().unwrap().to_owned();
+        let live = get(&app, "rui", "/runs?status=in_progress").await;
+        assert!(
+            live["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == run.as_str()),
+            "{backend}: {live}"
+        );
+        let c = get(&app, "rui", &format!("/conversations/{conversation}")).await;
+        assert_eq!(c["activeRunId"], run.as_str(), "{backend}");
+
+        let cursor = head.last().unwrap().0.unwrap();
+        let rest = read_until(
+            resume(&app, "rui", &run, &format!("?after={cursor}"), None).await,
+            ended,
+        )
+        .await;
+        assert_eq!(
+            rest[0].0,
+            Some(cursor + 1),
+            "{backend}: the next event, none missing"
+        );
+        for pair in rest.windows(2) {
+            assert_eq!(
+                pair[1].0.unwrap(),
+                pair[0].0.unwrap() + 1,
+                "{backend}: no gap, no repeat"
+            );
+        }
+        let (_, last, end) = rest.last().unwrap();
+        assert_eq!(last, "chat:end", "{backend}");
+        let whole = chunks(&head) + &chunks(&rest);
+        assert_eq!(
+            whole,
+            end["content"].as_str().unwrap(),
+            "{backend}: the chunks make the reply"
+        );
+
+        let stored = get(&app, "rui", &format!("/runs/{run}")).await;
+        assert_eq!(stored["status"], "completed", "{backend}");
+        assert_eq!(
+            stored["lastSeq"],
+            rest.last().unwrap().0.unwrap(),
+            "{backend}"
+        );
+        let c = get(&app, "rui", &format!("/conversations/{conversation}")).await;
+        assert_eq!(c["activeRunId"], Value::Null, "{backend}");
+        assert_eq!(c["messages"][1]["content"], whole.as_str());
+
+        // After its end: replayed in full from `Last-Event-ID`, identical.
+        let again = read_until(resume(&app, "rui", &run, "", Some(2)).await, ended).await;
+        assert_eq!(again[0].0, Some(3));
+        assert_eq!(again.last(), rest.last(), "{backend}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_is_stopped_by_its_id_and_its_readers_hear_it() {
+    for backend in backends() {
+        let (app, _mock) = spawn(backend, 20.0).await;
+        let first = open_stream(
+            &app,
+            "sam",
+            json!({"message": "go [[mock:words=200]]", "stream": true}),
+        )
+        .await;
+        let head = read_until(first, |e| e.iter().any(|(_, n, _)| n == "chat:message")).await;
+        let run = head[0].2["runId"].as_str().unwrap().to_owned();
+        let reader = resume(&app, "sam", &run, "?after=0", None).await;
+        let r = app
+            .request(
+                Method::POST,
+                &format!("/api/v1/ai/runs/{run}/cancel"),
+                Some(&app.token("sam")),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let events = read_until(reader, ended).await;
+        let (_, last, stopped) = events.last().unwrap();
+        assert_eq!(last, "chat:stopped", "{backend}: {events:?}");
+        let stored = get(&app, "sam", &format!("/runs/{run}")).await;
+        assert_eq!(stored["status"], "stopped", "{backend}");
+        assert_eq!(stopped["content"], chunks(&events).as_str());
+        // Another user's run is not theirs to read or stop.
+        let r = app
+            .request(
+                Method::POST,
+                &format!("/api/v1/ai/runs/{run}/cancel"),
+                Some(&app.token("eve")),
+                None,
+            )
+            .await;
+        r.assert_error(404, "not_found");
+        let r = app
+            .request(
+                Method::GET,
+                &format!("/api/v1/ai/runs/{run}"),
+                Some(&app.token("eve")),
+                None,
+            )
+            .await;
+        r.assert_error(404, "not_found");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_plain_chat_is_a_run_too_and_resumes_as_a_snapshot() {
+    for backend in backends() {
+        let (app, _mock) = spawn(backend, 1000.0).await;
+        let chat = app.chat("pat", json!({"message": "hello"})).await;
+        assert_eq!(chat.status, 200, "{}", chat.body);
+        let run = chat.body["runId"].as_str().unwrap().to_owned();
+        let stored = get(&app, "pat", &format!("/runs/{run}")).await;
+        assert_eq!(stored["status"], "completed", "{backend}");
+        assert_eq!(stored["messageId"], chat.body["messageId"]);
+        assert_eq!(stored["userMessageId"], chat.body["userMessageId"]);
+        let events = read_until(resume(&app, "pat", &run, "", None).await, ended).await;
+        assert_eq!(events.len(), 1, "{backend}: {events:?}");
+        let (_, name, snapshot) = &events[0];
+        assert_eq!(name, "run:snapshot");
+        assert_eq!(snapshot["run"]["id"], run.as_str());
+        assert_eq!(
+            snapshot["message"]["content"], chat.body["content"],
+            "{backend}"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn chat_resume_on_a_new_connection_continues_where_the_old_one_stopped() {
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
+    for backend in backends() {
+        let (app, _mock) = spawn(backend, 40.0).await;
+        io.connect("old", &app.base, &app.token("ria")).await;
+        let ack = io
+            .emit_ack(
+                "old",
+                "chat:start",
+                json!({"message": "go [[mock:words=30]]"}),
+            )
+            .await;
+        let run = ack["runId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{ack}"))
+            .to_owned();
+        let mut head = Vec::new();
+        while head.len() < 3 {
+            let chunk = io.event("old", "chat:message").await;
+            assert_eq!(chunk["runId"], run.as_str());
+            head.push(chunk);
+        }
+        io.disconnect("old").await;
+        let cursor = head.last().unwrap()["seq"].as_u64().unwrap();
+
+        io.connect("new", &app.base, &app.token("ria")).await;
+        let ack = io
+            .emit_ack(
+                "new",
+                "chat:resume",
+                json!({"runId": run, "afterSeq": cursor}),
+            )
+            .await;
+        assert_eq!(ack, json!({"runId": run}), "{backend}");
+        let rest = io.events_until("new", &["chat:end", "chat:error"]).await;
+        for (expected, (_, payload)) in (cursor + 1..).zip(rest.iter()) {
+            assert_eq!(
+                payload["seq"].as_u64(),
+                Some(expected),
+                "{backend}: {rest:?}"
+            );
+        }
+        let text: String = head
+            .iter()
+            .chain(
+                rest.iter()
+                    .filter(|(n, _)| n == "chat:message")
+                    .map(|(_, v)| v),
+            )
+            .map(|v| v["content"].as_str().unwrap())
+            .collect();
+        let (_, end) = rest.last().unwrap();
+        assert_eq!(text, end["content"].as_str().unwrap(), "{backend}");
+
+        let ack = io
+            .emit_ack("new", "chat:resume", json!({"runId": uuid::Uuid::now_v7()}))
+            .await;
+        assert_eq!(ack["error"]["code"], "not_found", "{backend}: {ack}");
+        io.event("new", "chat:error").await;
+        io.disconnect("new").await;
+        app.stop().await;
+    }
+}
