@@ -20,7 +20,8 @@ use crate::providers::{ProviderError, Providers};
 use crate::queue::{JobQueue, QueueError};
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
-    EmbeddingService, JobService, Notifier, ServiceError, TitleService, TreeService, UsageService,
+    EmbeddingService, JobService, Notifier, ServiceError, TitleService, TransferService,
+    TreeService, UsageService,
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
@@ -158,10 +159,12 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         titles,
     });
     let notifier = Notifier::default();
+    let tree = TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone());
     Ok(AppState {
         auth: Arc::new(Authenticator::new(verifier, auth_failures, store.clone())),
         conversations: ConversationService::new(store.clone()),
-        tree: TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone()),
+        transfer: TransferService::new(store.clone(), tree.clone(), config.openai.model.clone()),
+        tree,
         embeddings: EmbeddingService::new(
             store.clone(),
             providers.clone(),

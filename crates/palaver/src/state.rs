@@ -9,7 +9,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::service::{
     Admission, ChatService, ConversationService, EmbeddingService, JobService, Notifier,
-    TitleService, TreeService, UsageService,
+    TitleService, TransferService, TreeService, UsageService,
 };
 use crate::store::Store;
 
@@ -24,6 +24,8 @@ pub struct AppState {
     pub conversations: ConversationService,
     /// Branches, paths, edits and deletes of messages.
     pub tree: TreeService,
+    /// Forks and imports: conversations copied whole, under new ids.
+    pub transfer: TransferService,
     pub chat: ChatService,
     pub embeddings: EmbeddingService,
     /// Conversation titles (the `generate-title` job's work).

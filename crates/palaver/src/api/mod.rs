@@ -10,6 +10,7 @@ mod health;
 mod jobs;
 mod messages;
 mod rate;
+mod transfer;
 mod usage;
 
 use axum::Router;
@@ -72,6 +73,7 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().nest(
         "/api/v1",
         conversations::router()
+            .merge(transfer::router())
             .merge(messages::router())
             .merge(usage::router())
             .merge(jobs::router()),

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod dto;
 pub mod events;
 pub mod jobs;
+pub mod transfer;
 pub mod tree;
 pub mod validate;
 

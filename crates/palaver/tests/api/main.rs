@@ -22,3 +22,4 @@ mod socketio;
 mod store_conformance;
 mod support;
 mod titles;
+mod transfer;
