@@ -139,7 +139,9 @@ impl From<&ServiceError> for ApiError {
     fn from(err: &ServiceError) -> Self {
         match err {
             ServiceError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-            ServiceError::Invalid { field, message } => ApiError::validation(*field, message),
+            ServiceError::Invalid { field, message } => {
+                ApiError::validation(field.clone(), message)
+            }
             ServiceError::Busy => {
                 ApiError::Conflict("Conversation is already streaming a reply".into())
             }

@@ -22,7 +22,8 @@ use crate::queue::{JobQueue, QueueError};
 use crate::service::chat::runs::{RunLog, RunService};
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
-    EmbeddingService, JobService, Notifier, ServiceError, TitleService, TreeService, UsageService,
+    EmbeddingService, JobService, Notifier, ServiceError, TitleService, TransferService,
+    TreeService, UsageService,
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
@@ -164,11 +165,13 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         encoder: Arc::new(WireEncoder),
     });
     let notifier = Notifier::default();
+    let tree = TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone());
     Ok(AppState {
         auth: Arc::new(Authenticator::new(verifier, auth_failures, store.clone())),
         conversations: ConversationService::new(store.clone()),
         runs: RunService::new(store.clone(), run_log, streams),
-        tree: TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone()),
+        transfer: TransferService::new(store.clone(), tree.clone(), config.openai.model.clone()),
+        tree,
         embeddings: EmbeddingService::new(
             store.clone(),
             providers.clone(),

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::service::chat::runs::RunService;
 use crate::service::{
     Admission, ChatService, ConversationService, EmbeddingService, JobService, Notifier,
-    TitleService, TreeService, UsageService,
+    TitleService, TransferService, TreeService, UsageService,
 };
 use crate::store::Store;
 
@@ -27,6 +27,8 @@ pub struct AppState {
     pub runs: RunService,
     /// Branches, paths, edits and deletes of messages.
     pub tree: TreeService,
+    /// Forks and imports: conversations copied whole, under new ids.
+    pub transfer: TransferService,
     pub chat: ChatService,
     pub embeddings: EmbeddingService,
     /// Conversation titles (the `generate-title` job's work).

@@ -21,18 +21,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req
-            .extensions()
-            .get::<BodyLimit>()
-            .map(|l| l.0)
-            .unwrap_or(0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::validation("body", rejection.body_text())
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         // No body at all (a "New chat" button posting nothing, `Content-Length: 0`, no
         // `Content-Type`) is an empty object: a body whose fields are all optional is valid,
         // and one with required fields names the first that is missing.
@@ -45,6 +34,22 @@ where
         validate(&value)?;
         Ok(ApiJson(value))
     }
+}
+
+/// The whole body, within the configured limit (over it: `PayloadTooLarge`, naming it).
+pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map(|l| l.0)
+        .unwrap_or(0);
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::validation("body", rejection.body_text())
+        }
+    })
 }
 
 /// The configured body limit, put in request extensions so rejections can name it.

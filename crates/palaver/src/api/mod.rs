@@ -11,6 +11,7 @@ mod jobs;
 mod messages;
 mod rate;
 mod runs;
+mod transfer;
 mod usage;
 
 use axum::Router;
@@ -73,6 +74,7 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().nest(
         "/api/v1",
         conversations::router()
+            .merge(transfer::router())
             .merge(messages::router())
             .merge(runs::router())
             .merge(usage::router())

@@ -20,7 +20,7 @@ pub(super) enum Outcome {
 
 pub(super) fn invalid_result(err: serde_json::Error) -> ServiceError {
     ServiceError::Invalid {
-        field: "result",
+        field: "result".into(),
         message: err.to_string(),
     }
 }
@@ -121,7 +121,7 @@ mod tests {
         let message = public_error(error);
         assert_eq!(message, "The AI provider failed to answer");
         let invalid = public_error(ServiceError::Invalid {
-            field: "model",
+            field: "model".into(),
             message: "unknown model x".into(),
         });
         assert_eq!(invalid, "Validation failed: model: unknown model x");

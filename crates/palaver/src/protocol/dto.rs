@@ -120,6 +120,16 @@ impl From<store::Role> for Role {
     }
 }
 
+impl From<Role> for store::Role {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::User => store::Role::User,
+            Role::Assistant => store::Role::Assistant,
+            Role::System => store::Role::System,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
@@ -218,7 +228,7 @@ pub struct UpdateConversationRequest {
     pub metadata: Option<serde_json::Value>,
 }
 
-fn is_object(value: &Option<serde_json::Value>, _: &()) -> garde::Result {
+pub(super) fn is_object(value: &Option<serde_json::Value>, _: &()) -> garde::Result {
     match value {
         None | Some(serde_json::Value::Object(_)) => Ok(()),
         Some(_) => Err(garde::Error::new("must be a JSON object")),

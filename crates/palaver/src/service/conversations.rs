@@ -108,7 +108,7 @@ impl ConversationService {
         limit: u64,
     ) -> Result<Page<SearchHit>, ServiceError> {
         let query = SearchQuery::parse(text).ok_or_else(|| ServiceError::Invalid {
-            field: "q",
+            field: "q".into(),
             message: "q must hold at least one letter or digit".to_owned(),
         })?;
         read_page(page, limit, |offset| {
@@ -147,7 +147,7 @@ impl ConversationService {
             *title = title.trim().to_owned();
             if title.is_empty() {
                 return Err(ServiceError::Invalid {
-                    field: "title",
+                    field: "title".into(),
                     message: "title must not be blank".to_owned(),
                 });
             }

@@ -53,7 +53,7 @@ impl EmbeddingService {
         let routed = self.providers.route(&requested)?;
         if !matches!(routed.provider, Provider::OpenAi(_) | Provider::Mock(_)) {
             return Err(ServiceError::Invalid {
-                field: "model",
+                field: "model".into(),
                 message: format!(
                     "the {} provider does not serve embeddings",
                     routed.provider.name()

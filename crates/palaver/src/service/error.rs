@@ -1,6 +1,8 @@
 //! The service layer's error. Its mapping to HTTP (and to Socket.IO and job errors) is
 //! `crate::error`'s, the one place that decides what a client sees.
 
+use std::borrow::Cow;
+
 use crate::limits::QuotaError;
 use crate::providers::{ProviderError, RouteError};
 use crate::store::StoreError;
@@ -11,7 +13,8 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{field}: {message}")]
     Invalid {
-        field: &'static str,
+        /// The field's path in the request, camelCase (`messages[3].parentId`).
+        field: Cow<'static, str>,
         message: String,
     },
     #[error("conversation is already streaming a reply")]
@@ -54,7 +57,7 @@ impl From<QuotaError> for ServiceError {
 impl From<RouteError> for ServiceError {
     fn from(err: RouteError) -> Self {
         ServiceError::Invalid {
-            field: "model",
+            field: "model".into(),
             message: err.to_string(),
         }
     }

@@ -11,6 +11,7 @@ pub mod jobs;
 mod notify;
 pub mod streams;
 mod titles;
+mod transfer;
 mod tree;
 mod usage;
 
@@ -26,5 +27,6 @@ pub use jobs::{JobRequest, JobService};
 pub use notify::{Emitter, Notifier, UserEvent};
 pub use streams::{ActiveStreams, StreamClaim};
 pub use titles::{AutoTitle, TITLE_MAX_CHARS, TitleQueue, TitleService, clean_title};
+pub use transfer::{ImportInput, ImportMessage, TransferService};
 pub use tree::{CONVERSATION_BRANCH, PathMessage, PathPage, Regeneration, TreeService};
 pub use usage::{UsageReport, UsageService};

@@ -286,7 +286,7 @@ impl TreeService {
         let message = self.message(user_id, message_id).await?;
         if message.role != Role::User {
             return Err(ServiceError::Invalid {
-                field: "rerun",
+                field: "rerun".into(),
                 message: "only a user message can be rerun; edit a reply with rerun: false"
                     .to_owned(),
             });
@@ -311,7 +311,7 @@ impl TreeService {
 
 fn not_answerable() -> ServiceError {
     ServiceError::Invalid {
-        field: "messageId",
+        field: "messageId".into(),
         message: "this message answers no user message".to_owned(),
     }
 }

@@ -23,5 +23,6 @@ mod socketio;
 mod store_conformance;
 mod support;
 mod titles;
+mod transfer;
 mod tree;
 mod tree_live;

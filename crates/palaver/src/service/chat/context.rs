@@ -24,7 +24,7 @@ pub(super) fn build_context(
     }
     if used > budget {
         return Err(ServiceError::Invalid {
-            field: "message",
+            field: "message".into(),
             message: format!(
                 "the message and system prompt take {used} tokens; {model} allows {budget} with maxTokens {max_tokens}"
             ),
@@ -139,10 +139,7 @@ mod tests {
         let err = build_context("gpt-4", None, &[], &big, 100).unwrap_err();
         assert!(matches!(
             err,
-            ServiceError::Invalid {
-                field: "message",
-                ..
-            }
+            ServiceError::Invalid { ref field, .. } if field == "message"
         ));
     }
 }

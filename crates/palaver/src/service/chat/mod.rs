@@ -341,7 +341,7 @@ impl ChatService {
             }
             (Anchor::Reply(_), _) => {
                 return Err(ServiceError::Invalid {
-                    field: "messageId",
+                    field: "messageId".into(),
                     message: "only a user message can be answered again".to_owned(),
                 });
             }

@@ -82,7 +82,7 @@ impl RunService {
         let run = self.get(user_id, id).await?;
         if run.status.is_live() && !self.streams.stop_run(user_id, id) {
             return Err(ServiceError::Invalid {
-                field: "id",
+                field: "id".into(),
                 message: "this run is produced by another instance; stop it there".to_owned(),
             });
         }
