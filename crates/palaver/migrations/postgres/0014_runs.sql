@@ -1,5 +1,6 @@
 -- Every exchange is a run: its status, and the sequence number of the last event it emitted.
--- A conversation names its live run (`active_run_id`), kept by triggers.
+-- A conversation's live run is read from here (`activeRunId`), not kept on the conversation,
+-- so starting and ending a run never writes the conversation row.
 CREATE TABLE runs (
     id              UUID PRIMARY KEY,
     user_id         TEXT NOT NULL,
@@ -16,24 +17,7 @@ CREATE TABLE runs (
 );
 
 CREATE INDEX runs_user_status ON runs (user_id, status, created_at);
-CREATE INDEX runs_conversation ON runs (conversation_id);
-
-ALTER TABLE conversations ADD COLUMN active_run_id UUID;
-
-CREATE FUNCTION palaver_run_moves_conversation() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.status IN ('queued', 'in_progress') THEN
-        UPDATE conversations SET active_run_id = NEW.id WHERE id = NEW.conversation_id;
-    ELSE
-        UPDATE conversations SET active_run_id = NULL
-         WHERE id = NEW.conversation_id AND active_run_id = NEW.id;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER runs_move_conversation AFTER INSERT OR UPDATE OF status ON runs
-    FOR EACH ROW EXECUTE FUNCTION palaver_run_moves_conversation();
+CREATE INDEX runs_conversation ON runs (conversation_id, status);
 
 CREATE FUNCTION palaver_conversation_deletes_runs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

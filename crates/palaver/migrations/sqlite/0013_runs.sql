@@ -1,5 +1,6 @@
 -- Every exchange is a run: its status, and the sequence number of the last event it emitted.
--- A conversation names its live run (`active_run_id`), kept by triggers.
+-- A conversation's live run is read from here (`activeRunId`), not kept on the conversation,
+-- so starting and ending a run never writes the conversation row.
 CREATE TABLE runs (
     id              TEXT PRIMARY KEY NOT NULL,
     user_id         TEXT NOT NULL,
@@ -16,22 +17,7 @@ CREATE TABLE runs (
 );
 
 CREATE INDEX runs_user_status ON runs (user_id, status, created_at);
-CREATE INDEX runs_conversation ON runs (conversation_id);
-
-ALTER TABLE conversations ADD COLUMN active_run_id TEXT;
-
-CREATE TRIGGER runs_start AFTER INSERT ON runs
-WHEN NEW.status IN ('queued', 'in_progress')
-BEGIN
-    UPDATE conversations SET active_run_id = NEW.id WHERE id = NEW.conversation_id;
-END;
-
-CREATE TRIGGER runs_end AFTER UPDATE OF status ON runs
-WHEN NEW.status NOT IN ('queued', 'in_progress')
-BEGIN
-    UPDATE conversations SET active_run_id = NULL
-     WHERE id = NEW.conversation_id AND active_run_id = NEW.id;
-END;
+CREATE INDEX runs_conversation ON runs (conversation_id, status);
 
 CREATE TRIGGER conversations_delete_runs AFTER DELETE ON conversations
 BEGIN

@@ -218,9 +218,12 @@ impl ChatService {
         turn: &Turn<'_>,
         mode: Mode<'_>,
     ) -> Result<Answer, ServiceError> {
+        // The run is recorded beside the user message (on SQLite, usually in the same
+        // commit): nothing else waits for it.
         let stored = async {
-            self.store_user_message(turn).await?;
-            self.start_run(user_id, turn).await
+            let (message, run) =
+                tokio::join!(self.store_user_message(turn), self.start_run(user_id, turn));
+            message.and(run)
         };
         let Mode::Stream { sink, cancel } = mode else {
             let answered = alongside(stored, turn.provider.chat(&turn.request)).await?;

@@ -49,7 +49,9 @@ pub(super) async fn update(
          archived = COALESCE($4, archived), pinned = COALESCE($5, pinned), \
          metadata = COALESCE($6, metadata) WHERE id = $1 AND user_id = $2 \
          RETURNING id, user_id, title, system_prompt, model, metadata, message_count, \
-         created_at, updated_at, archived, pinned, active_leaf_id, active_run_id",
+         created_at, updated_at, archived, pinned, active_leaf_id, \
+         (SELECT r.id FROM runs r WHERE r.conversation_id = conversations.id \
+         AND r.status IN ('queued', 'in_progress') ORDER BY r.created_at DESC LIMIT 1) AS active_run_id",
     )
     .bind(id)
     .bind(user_id)

@@ -69,7 +69,10 @@ macro_rules! message_columns {
 macro_rules! conversations {
     () => {
         "SELECT id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at, \
-         archived, pinned, active_leaf_id, active_run_id FROM conversations"
+         archived, pinned, active_leaf_id, \
+         (SELECT r.id FROM runs r WHERE r.conversation_id = conversations.id \
+         AND r.status IN ('queued', 'in_progress') ORDER BY r.created_at DESC LIMIT 1) AS active_run_id \
+         FROM conversations"
     };
 }
 

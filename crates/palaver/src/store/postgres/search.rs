@@ -29,7 +29,9 @@ SELECT cid, mid, COUNT(*) OVER () AS total FROM hits
 /// The conversations of the page with the excerpt of their best message.
 const PAGE: &str = "
 SELECT c.id, c.user_id, c.title, c.system_prompt, c.model, c.metadata, c.message_count,
-       c.created_at, c.updated_at, c.archived, c.pinned, c.active_leaf_id, c.active_run_id,
+       c.created_at, c.updated_at, c.archived, c.pinned, c.active_leaf_id,
+       (SELECT r.id FROM runs r WHERE r.conversation_id = c.id
+         AND r.status IN ('queued', 'in_progress') ORDER BY r.created_at DESC LIMIT 1) AS active_run_id,
        ts_headline('simple', m.content, to_tsquery('simple', $1),
                    'StartSel=' || chr(2) || ', StopSel=' || chr(3) || ', MaxWords=24, MinWords=8')
            AS snippet

@@ -290,7 +290,7 @@ pub(super) async fn insert_conversation(
     let row = sqlx::query(concat!(
         "UPDATE conversations SET active_leaf_id = $2 WHERE id = $1 RETURNING ",
         "id, user_id, title, system_prompt, model, metadata, message_count, created_at, \
-         updated_at, archived, pinned, active_leaf_id, active_run_id"
+         updated_at, archived, pinned, active_leaf_id, NULL::uuid AS active_run_id"
     ))
     .bind(new.id)
     .bind(active_leaf_id)

@@ -42,7 +42,9 @@ pub(super) fn json_at(row: &Row<'_>, i: usize) -> rusqlite::Result<serde_json::V
 macro_rules! conversation_columns {
     () => {
         "id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at, \
-         archived, pinned, active_leaf_id, active_run_id"
+         archived, pinned, active_leaf_id, \
+         (SELECT r.id FROM runs r WHERE r.conversation_id = conversations.id \
+         AND r.status IN ('queued', 'in_progress') ORDER BY r.created_at DESC LIMIT 1)"
     };
 }
 
