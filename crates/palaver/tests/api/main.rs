@@ -18,6 +18,7 @@ mod jobs;
 mod limits;
 mod maintenance;
 mod platform;
+mod search;
 mod socketio;
 mod store_conformance;
 mod support;

@@ -12,8 +12,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
-    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Role, SearchHit,
-    SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, Role,
+    SearchPage, SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals,
+    User,
 };
 pub use jobs::PgJobStore;
 
@@ -181,7 +182,7 @@ impl Store for PgStore {
         filter: ConversationFilter,
         offset: u64,
         limit: u64,
-    ) -> StoreResult<(Vec<SearchHit>, u64)> {
+    ) -> StoreResult<SearchPage> {
         search::search(&self.pool, user_id, query, filter, offset, limit).await
     }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::embedded::{Db, DbError};
 use super::{
-    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, SearchHit,
+    Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, SearchPage,
     SearchQuery, Store, StoreError, StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 use conversations::{
@@ -185,7 +185,7 @@ impl Store for SqliteStore {
         filter: ConversationFilter,
         offset: u64,
         limit: u64,
-    ) -> StoreResult<(Vec<SearchHit>, u64)> {
+    ) -> StoreResult<SearchPage> {
         let (user_id, query) = (user_id.to_owned(), query.clone());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
