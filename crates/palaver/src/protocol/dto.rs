@@ -250,8 +250,10 @@ pub struct ListQuery {
     #[garde(skip)]
     #[param(default = false)]
     pub archived: Option<bool>,
-    /// Search: conversations whose messages hold every word (the last as a prefix), or whose
-    /// title holds them in order; title matches first, then by relevance, each with `match`.
+    /// Search: conversations whose messages hold every word (the last as a prefix; on
+    /// PostgreSQL also in order inside other words, ranked below), or whose title holds them
+    /// in order; title matches first, then by relevance, each with `match`. Words in more
+    /// than 2,000 of the caller's messages: by newest match instead (see `totalExact`).
     #[garde(length(chars, min = 1, max = 200))]
     pub q: Option<String>,
 }
@@ -259,7 +261,13 @@ pub struct ListQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageMeta {
+    /// How many match in all; with `q`, a lower bound when `totalExact` is false.
     pub total: u64,
+    /// False only for a search whose words occur in more messages than it scores (over
+    /// 2,000 of the caller's): it then returns the conversations of the newest 2,000 matching
+    /// messages, newest match first, and `total` counts those (a lower bound). Also false on
+    /// PostgreSQL past 500 substring-only matches.
+    pub total_exact: bool,
     pub page: u64,
     pub limit: u64,
     pub total_pages: u64,
@@ -275,6 +283,7 @@ impl<T: Into<Conversation>> From<Page<T>> for ConversationPage {
     fn from(page: Page<T>) -> Self {
         let meta = PageMeta {
             total: page.total,
+            total_exact: page.total_exact,
             page: page.page,
             limit: page.limit,
             total_pages: page.total_pages(),

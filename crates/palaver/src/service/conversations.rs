@@ -21,7 +21,10 @@ pub struct NewConversationInput {
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// How many items there are in all; a lower bound when `total_exact` is false (a search
+    /// for words in more messages than it scores).
     pub total: u64,
+    pub total_exact: bool,
     pub page: u64,
     pub limit: u64,
 }
@@ -42,6 +45,7 @@ where
     Ok(Page {
         items,
         total,
+        total_exact: true,
         page,
         limit,
     })
@@ -111,11 +115,18 @@ impl ConversationService {
             field: "q".into(),
             message: "q must hold at least one letter or digit".to_owned(),
         })?;
-        read_page(page, limit, |offset| {
-            self.store
-                .search_conversations(user_id, &query, filter, offset, limit)
+        let offset = page.saturating_sub(1).saturating_mul(limit);
+        let found = self
+            .store
+            .search_conversations(user_id, &query, filter, offset, limit)
+            .await?;
+        Ok(Page {
+            items: found.hits,
+            total: found.total,
+            total_exact: found.exact,
+            page,
+            limit,
         })
-        .await
     }
 
     pub async fn get(&self, user_id: &str, id: Uuid) -> Result<Conversation, ServiceError> {

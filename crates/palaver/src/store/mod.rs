@@ -25,7 +25,10 @@ use crate::config::DatabaseConfig;
 pub use jobs::{JobStore, JobStoreError, JobStoreResult};
 pub use postgres::{PgJobStore, PgStore};
 pub use runs::{Run, RunEnd, RunStatus};
-pub use search::{MARK_END, MARK_START, SearchHit, SearchQuery, SnippetPart};
+pub use search::{
+    MARK_END, MARK_START, SearchBounds, SearchHit, SearchPage, SearchQuery, SnippetPart,
+    owner_token,
+};
 pub use sqlite::{SqliteJobStore, SqliteStore};
 pub use types::*;
 
@@ -123,8 +126,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>>;
 
     /// The user's conversations that match `query` (its words in a message, or in order in the
-    /// title) and `filter`: title matches first, then by relevance; one page, and how many
-    /// match in all.
+    /// title) and `filter`: title matches first, then by relevance, or by their newest match
+    /// when the words match more messages than the query's [`SearchBounds`] let be scored;
+    /// one page, and how many match.
     async fn search_conversations(
         &self,
         user_id: &str,
@@ -132,7 +136,7 @@ pub trait Store: Send + Sync + 'static {
         filter: ConversationFilter,
         offset: u64,
         limit: u64,
-    ) -> StoreResult<(Vec<SearchHit>, u64)>;
+    ) -> StoreResult<SearchPage>;
 
     /// Applies `patch` to a conversation of `user_id` and returns it as it now is; `None`
     /// when the user has no such conversation.

@@ -1,5 +1,6 @@
-//! Conversation search (`GET /ai/conversations?q=`): the words of a query, the hits a backend
-//! returns, and the marked excerpt of a hit split into plain and highlighted parts.
+//! Conversation search (`GET /ai/conversations?q=`): the words of a query, how much work a
+//! search may do, the hits a backend returns, and the marked excerpt of a hit split into plain
+//! and highlighted parts.
 
 use super::Conversation;
 use uuid::Uuid;
@@ -13,12 +14,44 @@ pub const MARK_END: char = '\u{3}';
 /// The most words a query keeps.
 const MAX_TERMS: usize = 16;
 
+/// The shortest word that PostgreSQL also finds inside other words (a trigram needs three).
+const MIN_SUBSTRING: usize = 3;
+
+/// How much work one search may do, so that a word in nearly every message costs about what
+/// a rare one does (issue #16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchBounds {
+    /// When the user's messages that match number at most this many, every one is scored
+    /// (bm25 or `ts_rank`) and conversations come by their best message, `total` exact.
+    pub ranked: u32,
+    /// Beyond `ranked`, only the newest this-many matching messages are looked at and their
+    /// conversations come newest match first; `total` counts those (a lower bound).
+    pub recent: u32,
+    /// PostgreSQL reads at most this many of the user's newest messages to find them.
+    pub window: u32,
+    /// PostgreSQL reads at most this many substring-only matches (which rank below whole
+    /// words); beyond, `total` is a lower bound.
+    pub substrings: u32,
+}
+
+impl Default for SearchBounds {
+    fn default() -> Self {
+        SearchBounds {
+            ranked: 2_000,
+            recent: 2_000,
+            window: 10_000,
+            substrings: 500,
+        }
+    }
+}
+
 /// The words of a search: runs of letters and digits (everything else separates them, as
 /// both backends' tokenizers do), at most 16; every word must occur, the last as a prefix
 /// (so that a search box can search as one types).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
     terms: Vec<String>,
+    bounds: SearchBounds,
 }
 
 impl SearchQuery {
@@ -30,13 +63,32 @@ impl SearchQuery {
             .take(MAX_TERMS)
             .map(str::to_lowercase)
             .collect();
-        (!terms.is_empty()).then_some(SearchQuery { terms })
+        (!terms.is_empty()).then_some(SearchQuery {
+            terms,
+            bounds: SearchBounds::default(),
+        })
     }
 
-    /// The FTS5 query: each word quoted (no operator can be smuggled in), the last a prefix.
-    pub fn fts5(&self) -> String {
+    /// The same words under other bounds (tests use small ones).
+    pub fn with_bounds(mut self, bounds: SearchBounds) -> SearchQuery {
+        self.bounds = bounds;
+        self
+    }
+
+    pub fn bounds(&self) -> SearchBounds {
+        self.bounds
+    }
+
+    /// The FTS5 query over `message_search`: the owner's token (see [`owner_token`]) and
+    /// the words in the `content` column, each quoted (no operator can be smuggled in), the
+    /// last a prefix.
+    pub fn fts5(&self, user_id: &str) -> String {
         let quoted: Vec<String> = self.terms.iter().map(|t| format!("\"{t}\"")).collect();
-        format!("{}*", quoted.join(" "))
+        format!(
+            "owner : \"{}\" AND content : ({}*)",
+            owner_token(user_id),
+            quoted.join(" ")
+        )
     }
 
     /// The PostgreSQL `to_tsquery('simple', ..)` text: words joined by `&`, the last a prefix.
@@ -50,6 +102,109 @@ impl SearchQuery {
     pub fn title_pattern(&self) -> String {
         format!("%{}%", self.terms.join("%"))
     }
+
+    /// The `ILIKE` pattern of PostgreSQL's substring matching (the words in order, anywhere,
+    /// even inside other words); `None` when no word has three characters, as a trigram index
+    /// could not narrow the search.
+    pub fn substring_pattern(&self) -> Option<String> {
+        self.terms
+            .iter()
+            .any(|t| t.chars().count() >= MIN_SUBSTRING)
+            .then(|| self.title_pattern())
+    }
+}
+
+impl SearchQuery {
+    /// An excerpt of `text` around the first place where a word of the query occurs, case
+    /// ignored, even inside another word, with every such place marked: the excerpt of a
+    /// message that PostgreSQL found by substring only, which `ts_headline` cannot mark.
+    pub fn substring_excerpt(&self, text: &str) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let lower: Vec<char> = chars
+            .iter()
+            .map(|c| c.to_lowercase().next().unwrap_or(*c))
+            .collect();
+        let terms: Vec<Vec<char>> = self.terms.iter().map(|t| t.chars().collect()).collect();
+        let at = |i: usize| {
+            terms
+                .iter()
+                .filter(|t| lower[i..].starts_with(t))
+                .map(Vec::len)
+                .max()
+        };
+        let first = (0..chars.len()).find(|&i| at(i).is_some()).unwrap_or(0);
+        let start = word_start(&chars, first.saturating_sub(EXCERPT_BEFORE));
+        let end = word_end(&chars, (start + EXCERPT_CHARS).min(chars.len()));
+        let mut out = String::new();
+        if start > 0 {
+            out.push('…');
+        }
+        let mut i = start;
+        while i < end {
+            match at(i) {
+                Some(len) => {
+                    let stop = (i + len).min(end);
+                    out.push(MARK_START);
+                    out.extend(&chars[i..stop]);
+                    out.push(MARK_END);
+                    i = stop;
+                }
+                None => {
+                    out.push(chars[i]);
+                    i += 1;
+                }
+            }
+        }
+        if end < chars.len() {
+            out.push('…');
+        }
+        out
+    }
+}
+
+/// Characters of a substring excerpt kept before its first match, and in all.
+const EXCERPT_BEFORE: usize = 60;
+const EXCERPT_CHARS: usize = 200;
+
+/// `i` moved forward to the start of a word (unless that leaves nothing of the text).
+fn word_start(chars: &[char], i: usize) -> usize {
+    if i == 0 {
+        return 0;
+    }
+    match chars[i..].iter().position(|c| c.is_whitespace()) {
+        Some(p) if i + p + 1 < chars.len() => i + p + 1,
+        _ => i,
+    }
+}
+
+/// `i` moved forward to the end of a word.
+fn word_end(chars: &[char], i: usize) -> usize {
+    chars[i..]
+        .iter()
+        .position(|c| c.is_whitespace())
+        .map_or(chars.len(), |p| i + p)
+}
+
+/// The token that stands for a user in SQLite's index: `u` and the hex of the id's bytes, one
+/// run of letters and digits that no other id shares (the tokenizer lower-cases it).
+pub fn owner_token(user_id: &str) -> String {
+    use std::fmt::Write;
+    let mut token = String::with_capacity(1 + 2 * user_id.len());
+    token.push('u');
+    for b in user_id.bytes() {
+        let _ = write!(token, "{b:02x}");
+    }
+    token
+}
+
+/// One page of a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// How many conversations match: exact when `exact`, else how many the bounded search
+    /// found (more may match in older messages).
+    pub total: u64,
+    pub exact: bool,
 }
 
 /// A conversation that matches, and where.
@@ -118,8 +273,8 @@ mod tests {
     fn a_query_keeps_words_only_and_quotes_them() {
         let q = SearchQuery::parse(r#"  "Trip" AND (paris*) NEAR/2 x' OR 1=1 -- "#).unwrap();
         assert_eq!(
-            q.fts5(),
-            r#""trip" "and" "paris" "near" "2" "x" "or" "1" "1"*"#
+            q.fts5("al-1"),
+            r#"owner : "u616c2d31" AND content : ("trip" "and" "paris" "near" "2" "x" "or" "1" "1"*)"#
         );
         assert_eq!(
             q.tsquery(),
@@ -130,11 +285,41 @@ mod tests {
             "café & déjà:*"
         );
         assert_eq!(SearchQuery::parse("a b").unwrap().title_pattern(), "%a%b%");
+        assert_eq!(
+            SearchQuery::parse("a bc").unwrap().substring_pattern(),
+            None
+        );
+        assert_eq!(
+            SearchQuery::parse("a ndex").unwrap().substring_pattern(),
+            Some("%a%ndex%".to_owned())
+        );
+        // Ids that differ only in case or punctuation have tokens of their own.
+        assert_ne!(owner_token("Al-1"), owner_token("al-1"));
+        assert_ne!(owner_token("al-1"), owner_token("al1"));
         assert!(SearchQuery::parse(" *?!-- ").is_none());
         assert_eq!(
             SearchQuery::parse(&"w ".repeat(40)).unwrap().terms.len(),
             16
         );
+    }
+
+    #[test]
+    fn a_substring_excerpt_marks_the_words_inside_others() {
+        let q = SearchQuery::parse("NDEX").unwrap();
+        assert_eq!(
+            q.substring_excerpt("Rebuild the Index, then reindex."),
+            "Rebuild the I\u{2}ndex\u{3}, then rei\u{2}ndex\u{3}."
+        );
+        let long = format!("{} the index {}", "word ".repeat(40), "tail ".repeat(60));
+        let excerpt = q.substring_excerpt(&long);
+        assert!(excerpt.starts_with("…word "), "{excerpt}");
+        assert!(excerpt.contains("i\u{2}ndex\u{3}"), "{excerpt}");
+        assert!(
+            excerpt.ends_with('…') && excerpt.chars().count() < 230,
+            "{excerpt}"
+        );
+        // No match (the caller's text moved on): the start of the text.
+        assert_eq!(q.substring_excerpt("short"), "short");
     }
 
     #[test]

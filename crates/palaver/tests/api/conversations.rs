@@ -81,7 +81,7 @@ async fn create_get_list_delete_on(backend: Backend) {
     assert_eq!(list.status, 200);
     assert_eq!(
         list.body["meta"],
-        json!({"total": 2, "page": 1, "limit": 20, "totalPages": 1})
+        json!({"total": 2, "totalExact": true, "page": 1, "limit": 20, "totalPages": 1})
     );
     assert_eq!(list.body["data"][0]["id"], first_id.as_str());
     assert_eq!(list.body["data"][0]["messageCount"], 2);
@@ -134,7 +134,7 @@ async fn pagination() {
         assert_eq!(page2.status, 200);
         assert_eq!(
             page2.body["meta"],
-            json!({"total": 5, "page": 2, "limit": 2, "totalPages": 3})
+            json!({"total": 5, "totalExact": true, "page": 2, "limit": 2, "totalPages": 3})
         );
         let titles: Vec<_> = page2.body["data"]
             .as_array()
@@ -462,6 +462,7 @@ async fn conversations_are_searched_with_a_snippet_per_hit() {
             "{backend:?}: {}",
             found.body
         );
+        assert_eq!(found.body["meta"]["totalExact"], true, "{backend:?}");
         let data = found.body["data"].as_array().unwrap();
         assert_eq!(data[0]["id"], other, "{backend:?}: the title match first");
         assert_eq!(data[0]["match"]["messageId"], serde_json::Value::Null);

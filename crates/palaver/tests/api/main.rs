@@ -19,6 +19,7 @@ mod limits;
 mod maintenance;
 mod platform;
 mod runs;
+mod search;
 mod socketio;
 mod store_conformance;
 mod support;

@@ -530,12 +530,13 @@ async fn conversations_are_searched_by_message_text_and_title() {
             async move {
                 let query = SearchQuery::parse(text).unwrap();
                 let filter = ConversationFilter { archived };
-                let (hits, total) = store
+                let found = store
                     .search_conversations("alice", &query, filter, 0, 10)
                     .await
                     .unwrap();
-                assert_eq!(total, hits.len() as u64, "{backend} {text}");
-                hits
+                assert_eq!(found.total, found.hits.len() as u64, "{backend} {text}");
+                assert!(found.exact, "{backend} {text}");
+                found.hits
             }
         };
         let hits = find("paris", false).await;

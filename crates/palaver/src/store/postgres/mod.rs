@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::{
     Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, RemovedMessages,
-    Revision, Role, Run, RunEnd, RunStatus, SearchHit, SearchQuery, Store, StoreError, StoreResult,
-    Timestamp, UsageRecord, UsageTotals, User,
+    Revision, Role, Run, RunEnd, RunStatus, SearchPage, SearchQuery, Store, StoreError,
+    StoreResult, Timestamp, UsageRecord, UsageTotals, User,
 };
 pub use jobs::PgJobStore;
 
@@ -204,7 +204,7 @@ impl Store for PgStore {
         filter: ConversationFilter,
         offset: u64,
         limit: u64,
-    ) -> StoreResult<(Vec<SearchHit>, u64)> {
+    ) -> StoreResult<SearchPage> {
         search::search(&self.pool, user_id, query, filter, offset, limit).await
     }
 

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::embedded::{Db, DbError};
 use super::{
     Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, RemovedMessages,
-    Revision, Run, RunEnd, RunStatus, SearchHit, SearchQuery, Store, StoreError, StoreResult,
+    Revision, Run, RunEnd, RunStatus, SearchPage, SearchQuery, Store, StoreError, StoreResult,
     Timestamp, UsageRecord, UsageTotals, User,
 };
 use conversations::{
@@ -151,7 +151,7 @@ impl Store for SqliteStore {
         filter: ConversationFilter,
         offset: u64,
         limit: u64,
-    ) -> StoreResult<(Vec<SearchHit>, u64)> {
+    ) -> StoreResult<SearchPage> {
         let (user_id, query) = (user_id.to_owned(), query.clone());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);

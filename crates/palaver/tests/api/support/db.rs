@@ -99,6 +99,7 @@ impl TestDb {
                 let mut conn = sqlx::PgConnection::connect(&admin)
                     .await
                     .expect("PostgreSQL reachable");
+                public_extensions(&mut conn).await;
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
                     .execute(&mut conn)
                     .await
@@ -106,7 +107,7 @@ impl TestDb {
                 conn.close().await.unwrap();
                 let sep = if admin.contains('?') { '&' } else { '?' };
                 let url = format!(
-                    "{admin}{sep}options=-c%20search_path%3D{schema}&application_name={schema}"
+                    "{admin}{sep}options=-c%20search_path%3D{schema},public&application_name={schema}"
                 );
                 TestDb {
                     backend,
@@ -137,6 +138,28 @@ impl TestDb {
     /// The PostgreSQL schema of this database (none on SQLite).
     pub fn schema(&self) -> Option<&str> {
         self._owned.schema.as_deref()
+    }
+}
+
+/// The extensions of the search migration (pg_trgm, btree_gin), created in `public` before
+/// any test migrates: created by the first test's migration they would land in its schema and
+/// leave with it, taking every other test's indexes along. Tests create them concurrently,
+/// so one may lose the race; what matters is that they exist afterwards.
+async fn public_extensions(conn: &mut sqlx::PgConnection) {
+    for extension in ["pg_trgm", "btree_gin"] {
+        let create = format!("CREATE EXTENSION IF NOT EXISTS {extension} WITH SCHEMA public");
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut *conn)
+            .await
+        {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1)")
+                    .bind(extension)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+            assert!(exists, "creating {extension}: {e}");
+        }
     }
 }
 
