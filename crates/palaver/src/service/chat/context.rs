@@ -6,14 +6,17 @@ use crate::service::ServiceError;
 use crate::store::{Message, Role};
 
 /// System prompt, then history oldest first, then the new message; history is trimmed from
-/// the oldest end so that the prompt fits the model's window minus `max_tokens`.
+/// the oldest end so that the prompt fits the model's window minus `max_tokens`. Returns the
+/// messages and what they cost in tokens: counted from each stored message's own count
+/// (made when it was written, with its model's tokenizer), so a long history is never
+/// tokenized again on each turn.
 pub(super) fn build_context(
     model: &str,
     system_prompt: Option<&str>,
     history: &[Message],
     user_message: &Message,
     max_tokens: u32,
-) -> Result<Vec<ChatMessage>, ServiceError> {
+) -> Result<(Vec<ChatMessage>, u32), ServiceError> {
     let window = tokens::context_window(model);
     let budget = window.saturating_sub(max_tokens as usize);
     let overhead = tokens::message_overhead();
@@ -61,7 +64,7 @@ pub(super) fn build_context(
         role: ChatRole::User,
         content: user_message.content.clone(),
     });
-    Ok(messages)
+    Ok((messages, u32::try_from(used).unwrap_or(u32::MAX)))
 }
 
 #[cfg(test)]
@@ -104,7 +107,7 @@ mod tests {
             })
             .collect();
         let new = message(Role::User, "now", 1);
-        let messages = build_context("gpt-4", Some("be brief"), &history, &new, 8000).unwrap();
+        let (messages, _) = build_context("gpt-4", Some("be brief"), &history, &new, 8000).unwrap();
         assert_eq!(
             messages[0],
             ChatMessage {
@@ -123,13 +126,30 @@ mod tests {
         assert_eq!(messages[2].role, ChatRole::Assistant);
     }
 
+    /// With each stored count made by the model's tokenizer, the cost is the exact count of
+    /// the whole prompt, without tokenizing it again.
+    #[test]
+    fn the_cost_is_the_exact_count_from_the_stored_counts() {
+        let counted =
+            |role, text: &str| message(role, text, tokens::count_text("gpt-4o", text) as i64);
+        let history = vec![
+            counted(Role::User, "What is the capital of Portugal?"),
+            counted(Role::Assistant, "Lisbon, on the Tagus — since 1255."),
+        ];
+        let new = counted(Role::User, "And its population, roughly?");
+        let (messages, cost) =
+            build_context("gpt-4o", Some("Be brief."), &history, &new, 4096).unwrap();
+        assert_eq!(cost as usize, tokens::count_messages("gpt-4o", &messages));
+    }
+
     #[test]
     fn everything_fits_in_a_large_window() {
         let history: Vec<Message> = (0..3)
             .map(|i| message(Role::User, &format!("m{i}"), 10))
             .collect();
-        let messages =
-            build_context("gpt-4o", None, &history, &message(Role::User, "x", 1), 4096).unwrap();
+        let messages = build_context("gpt-4o", None, &history, &message(Role::User, "x", 1), 4096)
+            .unwrap()
+            .0;
         assert_eq!(messages.len(), 4);
     }
 

@@ -141,14 +141,13 @@ impl ChatService {
             }
         };
         let history = self.history(&conversation, user_message.parent_id).await?;
-        let messages = build_context(
+        let (messages, counted_prompt) = build_context(
             &model,
             system_prompt.as_deref(),
             &history,
             &user_message,
             max_tokens,
         )?;
-        let counted_prompt = tokens::count_messages(&model, &messages) as u32;
         let reply_id = scope
             .as_ref()
             .map_or_else(Uuid::now_v7, |s| job_reply_id(s.job_id));
