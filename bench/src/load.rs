@@ -80,13 +80,7 @@ pub async fn run_load(
         errors += e;
     }
     all.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if all.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
-        f64::from(all[i]) / 1000.0
-    };
+    let pct = |p: f64| percentile(&all, p);
     let report = Report {
         name: target.name.clone(),
         concurrency,
@@ -101,6 +95,15 @@ pub async fn run_load(
         report.name, concurrency, report.rate, report.p50_ms, report.p99_ms, errors
     );
     Ok(report)
+}
+
+/// The `p` quantile (0 to 1) of latencies in µs, sorted, in milliseconds (NaN for none).
+pub fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    f64::from(sorted[i]) / 1000.0
 }
 
 async fn send(

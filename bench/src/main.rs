@@ -7,6 +7,9 @@
 //!
 //! `palaver-bench search`: conversation search over 100,000 messages; see `search.rs`.
 //!
+//! `palaver-bench tree`: the active path of a conversation of 10,000 messages in 50 branches,
+//! and chat into it; see `tree.rs`.
+//!
 //! `palaver-bench jobs`: background-job throughput (Palaver's apalis queue vs BullMQ, and
 //! `generate-embeddings` end to end) and latency; see `jobs.rs`.
 //!
@@ -20,6 +23,7 @@ mod procs;
 mod search;
 mod sio;
 mod sockets;
+mod tree;
 mod usage;
 
 use std::time::Duration;
@@ -90,6 +94,9 @@ enum Command {
     /// `GET /api/v1/ai/conversations?q=` for one user with many messages, on SQLite and
     /// PostgreSQL.
     Search(search::SearchArgs),
+    /// The active path of a conversation of 10,000 messages in 50 branches (GET, paging) and
+    /// chat into it against a fresh conversation, on SQLite and PostgreSQL.
+    Tree(tree::TreeArgs),
     /// Job throughput: no-op jobs through Palaver's queue and through BullMQ on the same Redis,
     /// `generate-embeddings` jobs end to end, and enqueue-to-completion latency.
     Jobs {
@@ -140,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Startup { runs } => startup(runs).await,
         Command::Limiter { decisions, redis } => limiter::run(decisions, redis).await,
         Command::Search(args) => search::run(args, SECRET, mint).await,
+        Command::Tree(args) => tree::run(args, SECRET, mint).await,
         Command::Usage(args) => usage::run(args, SECRET, mint).await,
         Command::Sockets {
             idle,
