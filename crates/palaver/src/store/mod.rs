@@ -238,8 +238,29 @@ pub trait Store: Send + Sync + 'static {
         usage: Option<&UsageRecord>,
     ) -> StoreResult<()>;
 
-    /// Records a run as it starts (its conversation's `active_run_id` follows it).
+    /// Records a run as it starts.
     async fn create_run(&self, run: &Run) -> StoreResult<()>;
+
+    /// The first write of an exchange, in one transaction (one commit, one round trip): a new
+    /// conversation (`new`), its user message (`message`, as [`Store::append_message`] without
+    /// usage) and its run. Nothing is written when the message cannot be (`NotFound`).
+    async fn begin_exchange(
+        &self,
+        new: Option<&NewConversation>,
+        message: Option<&Message>,
+        run: &Run,
+    ) -> StoreResult<()>;
+
+    /// The last write of an exchange, in one transaction: the reply with its usage (as
+    /// [`Store::append_message`]) and the end of its run. `NotFound` (nothing written) when
+    /// the conversation is gone.
+    async fn end_exchange(
+        &self,
+        reply: &Message,
+        usage: &UsageRecord,
+        run_id: Uuid,
+        end: &RunEnd,
+    ) -> StoreResult<()>;
 
     /// Records how a run ended (and clears its conversation's `active_run_id`); false when
     /// there is no such run, or it has ended already.

@@ -89,7 +89,13 @@ impl ChatService {
         let worst_case = i64::from(turn.counted_prompt) + i64::from(turn.request.max_tokens);
         let _quota = self.admission.reserve(user_id, worst_case).await?;
         let answer = self.ask(user_id, &turn, mode).await?;
-        self.conclude(user_id, turn, answer).await
+        // The sequence number of the run's last event: the one after the chunks (a run not
+        // streamed has none).
+        let last_seq = match mode {
+            Mode::Stream { sink, .. } => sink.last_seq() + 1,
+            Mode::Plain => 0,
+        };
+        self.conclude(user_id, turn, answer, last_seq).await
     }
 
     /// Decides the model, the context and the ids of the exchange (reads the path it
@@ -193,19 +199,13 @@ impl ChatService {
         Ok(path)
     }
 
-    /// Stores the user message (and a new conversation with it), unless an earlier attempt
-    /// of the same job did.
-    async fn store_user_message(&self, turn: &Turn<'_>) -> Result<(), StoreError> {
-        if !turn.new_user_message {
-            return Ok(());
-        }
-        if turn.created {
-            self.store
-                .start_conversation(&turn.conversation.as_new(), &turn.user_message)
-                .await
-        } else {
-            self.store.append_message(&turn.user_message, None).await
-        }
+    /// Stores the user message (and a new conversation with it) unless it is stored already
+    /// (a regenerate, a job's retry), with the exchange's run, in one write.
+    async fn store_user_message(&self, user_id: &str, turn: &Turn<'_>) -> Result<(), StoreError> {
+        let run = self.new_run(user_id, turn);
+        let new = turn.created.then(|| turn.conversation.as_new());
+        let message = turn.new_user_message.then_some(&turn.user_message);
+        self.store.begin_exchange(new.as_ref(), message, &run).await
     }
 
     /// Asks the provider while the user message is stored (the write and the upstream call
@@ -217,13 +217,7 @@ impl ChatService {
         turn: &Turn<'_>,
         mode: Mode<'_>,
     ) -> Result<Answer, ServiceError> {
-        // The run is recorded beside the user message (on SQLite, usually in the same
-        // commit): nothing else waits for it.
-        let stored = async {
-            let (message, run) =
-                tokio::join!(self.store_user_message(turn), self.start_run(user_id, turn));
-            message.and(run)
-        };
+        let stored = self.store_user_message(user_id, turn);
         let Mode::Stream { sink, cancel } = mode else {
             let answered = alongside(stored, turn.provider.chat(&turn.request)).await?;
             return Ok(match answered {

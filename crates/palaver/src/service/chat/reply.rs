@@ -10,7 +10,7 @@ use super::{ChatOutcome, ChatService};
 use crate::providers::tokens;
 use crate::providers::{ProviderError, Usage};
 use crate::service::{DEFAULT_TITLE, ServiceError};
-use crate::store::{self, Message, Role, StoreError, UsageRecord};
+use crate::store::{self, Message, Role, RunEnd, RunStatus, StoreError, UsageRecord};
 
 impl ChatService {
     /// Stores what the provider gave: the reply (complete, stopped, or the partial text of a
@@ -20,6 +20,7 @@ impl ChatService {
         user_id: &str,
         turn: Turn<'_>,
         answer: Answer,
+        last_seq: u64,
     ) -> Result<ChatOutcome, ServiceError> {
         let (content, finish_reason, reported, stopped) = match answer {
             Answer::Complete {
@@ -34,7 +35,7 @@ impl ChatService {
                 let usage = self.usage_of(&turn, &content, None);
                 let metadata = json!({"partial": true, "error": "upstream_error"});
                 match self
-                    .store_reply(user_id, &turn, &content, usage, metadata, true)
+                    .store_reply(user_id, &turn, &content, usage, metadata, None)
                     .await
                 {
                     // A job's partial reply is not stored (its next attempt answers in full).
@@ -50,7 +51,14 @@ impl ChatService {
             metadata["stopped"] = json!(true);
         }
         let reply = self
-            .store_reply(user_id, &turn, &content, usage, metadata, stopped)
+            .store_reply(
+                user_id,
+                &turn,
+                &content,
+                usage,
+                metadata,
+                Some(Self::run_end(stopped, last_seq)),
+            )
             .await?;
         self.queue_title(user_id, &turn, &reply);
         let mut conversation = turn.conversation;
@@ -102,8 +110,10 @@ impl ChatService {
         })
     }
 
-    /// Stores the reply with its usage. A job stores only its complete reply, once: a partial
-    /// one (`partial`) is not stored, its usage is, and the job's guard is asked first.
+    /// Stores the reply with its usage, and with `end` the end of its run (in the same write;
+    /// `None` for the partial reply of a stream that broke, whose run ends failed). A job
+    /// stores only its complete reply, once: a partial or stopped one is not stored, its
+    /// usage is, and the job's guard is asked first.
     async fn store_reply(
         &self,
         user_id: &str,
@@ -111,8 +121,9 @@ impl ChatService {
         content: &str,
         usage: Usage,
         mut metadata: Value,
-        partial: bool,
+        end: Option<RunEnd>,
     ) -> Result<Message, ServiceError> {
+        let partial = end.as_ref().is_none_or(|e| e.status == RunStatus::Stopped);
         tag(&mut metadata, turn.scope.as_ref());
         let now = store::now();
         let reply = Message {
@@ -138,7 +149,15 @@ impl ChatService {
                 return Err(ServiceError::Cancelled);
             }
         }
-        match self.store.append_message(&reply, Some(&record)).await {
+        let stored = match &end {
+            Some(end) => {
+                self.store
+                    .end_exchange(&reply, &record, turn.run_id, end)
+                    .await
+            }
+            None => self.store.append_message(&reply, Some(&record)).await,
+        };
+        match stored {
             Ok(()) => Ok(reply),
             // The conversation was deleted while the reply was being generated: the tokens
             // were still spent, so they still count against the user.

@@ -1,16 +1,16 @@
-//! The run an exchange is: stored as it starts (with its user message), ended with its outcome.
+//! The run an exchange is: stored with its user message, ended with its reply (or its failure).
 
 use uuid::Uuid;
 
 use super::exchange::Turn;
 use super::{ChatFailure, ChatOutcome, ChatService};
-use crate::store::{self, Run, RunEnd, RunStatus, StoreError};
+use crate::store::{self, Run, RunEnd, RunStatus};
 
 impl ChatService {
-    /// Records the run of `turn` as in progress.
-    pub(super) async fn start_run(&self, user_id: &str, turn: &Turn<'_>) -> Result<(), StoreError> {
+    /// The run of `turn`, in progress.
+    pub(super) fn new_run(&self, user_id: &str, turn: &Turn<'_>) -> Run {
         let now = store::now();
-        let run = Run {
+        Run {
             id: turn.run_id,
             user_id: user_id.to_owned(),
             conversation_id: turn.conversation.id,
@@ -21,30 +21,39 @@ impl ChatService {
             error_code: None,
             created_at: now,
             updated_at: now,
-        };
-        self.store.create_run(&run).await
+        }
     }
 
-    /// Records how the run ended; `last_seq` is the sequence number of its last event. A
-    /// failure to record it is logged (the exchange's own outcome stands).
+    /// How the run of a stored reply ended.
+    pub(super) fn run_end(stopped: bool, last_seq: u64) -> RunEnd {
+        RunEnd {
+            status: if stopped {
+                RunStatus::Stopped
+            } else {
+                RunStatus::Completed
+            },
+            last_seq: i64::try_from(last_seq).unwrap_or(i64::MAX),
+            error_code: None,
+            at: store::now(),
+        }
+    }
+
+    /// Records how a run that failed ended (a stored reply ends its run in the same write);
+    /// `last_seq` is the sequence number of its last event. A failure to record it is logged
+    /// (the exchange's own outcome stands).
     pub(super) async fn end_run(
         &self,
         run_id: Uuid,
         result: &Result<ChatOutcome, ChatFailure>,
         last_seq: u64,
     ) {
-        let (status, error_code) = match result {
-            Ok(outcome) if outcome.stopped => (RunStatus::Stopped, None),
-            Ok(_) => (RunStatus::Completed, None),
-            Err(failure) => (
-                RunStatus::Failed,
-                Some(self.encoder.error_code(failure).to_owned()),
-            ),
+        let Err(failure) = result else {
+            return;
         };
         let end = RunEnd {
-            status,
+            status: RunStatus::Failed,
             last_seq: i64::try_from(last_seq).unwrap_or(i64::MAX),
-            error_code,
+            error_code: Some(self.encoder.error_code(failure).to_owned()),
             at: store::now(),
         };
         if let Err(err) = self.store.finish_run(run_id, &end).await {

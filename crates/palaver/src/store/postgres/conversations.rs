@@ -85,3 +85,26 @@ pub(super) async fn set_title_if(
     .rows_affected();
     Ok(changed == 1)
 }
+
+pub(super) async fn get(
+    pool: &PgPool,
+    user_id: &str,
+    id: Uuid,
+) -> StoreResult<Option<Conversation>> {
+    let row = sqlx::query(concat!(conversations!(), " WHERE id = $1 AND user_id = $2"))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(conversation).transpose()
+}
+
+/// Deletes a conversation (its messages and runs go with it); false when there is none.
+pub(super) async fn delete(pool: &PgPool, user_id: &str, id: Uuid) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM conversations WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,7 +1,6 @@
 //! The scaled-out store: PostgreSQL, shared by every instance.
 
 mod jobs;
-mod runs;
 mod search;
 mod usage;
 
@@ -76,8 +75,25 @@ macro_rules! conversations {
     };
 }
 
+/// The columns `writes::bind_message` binds, and their parameters.
+macro_rules! message_insert {
+    () => {
+        "(id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
+    };
+}
+
+/// An appended message's conversation exists and holds its parent.
+macro_rules! append_where {
+    () => {
+        "WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)
+      AND ($9::uuid IS NULL OR EXISTS (SELECT 1 FROM messages WHERE id = $9 AND conversation_id = $2))"
+    };
+}
+
 // After the macros, which they use.
 mod conversations;
+mod runs;
 mod tree;
 mod writes;
 
@@ -228,33 +244,15 @@ impl Store for PgStore {
     }
 
     async fn get_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Conversation>> {
-        let row = sqlx::query(concat!(conversations!(), " WHERE id = $1 AND user_id = $2"))
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(conversation).transpose()
+        conversations::get(&self.pool, user_id, id).await
     }
 
     async fn delete_conversation(&self, user_id: &str, id: Uuid) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM conversations WHERE id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        conversations::delete(&self.pool, user_id, id).await
     }
 
     async fn list_messages(&self, conversation_id: Uuid) -> StoreResult<Vec<Message>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE conversation_id = $1 ORDER BY seq"
-        ))
-        .bind(conversation_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(message).collect()
+        tree::list_messages(&self.pool, conversation_id).await
     }
 
     async fn get_message(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Message>> {
@@ -342,6 +340,25 @@ impl Store for PgStore {
 
     async fn create_run(&self, run: &Run) -> StoreResult<()> {
         runs::create(&self.pool, run).await
+    }
+
+    async fn begin_exchange(
+        &self,
+        new: Option<&NewConversation>,
+        message: Option<&Message>,
+        run: &Run,
+    ) -> StoreResult<()> {
+        runs::begin_exchange(&self.pool, new, message, run).await
+    }
+
+    async fn end_exchange(
+        &self,
+        reply: &Message,
+        usage: &UsageRecord,
+        run_id: Uuid,
+        end: &RunEnd,
+    ) -> StoreResult<()> {
+        runs::end_exchange(&self.pool, reply, usage, run_id, end).await
     }
 
     async fn finish_run(&self, id: Uuid, end: &RunEnd) -> StoreResult<bool> {

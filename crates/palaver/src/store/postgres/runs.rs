@@ -4,7 +4,10 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 use uuid::Uuid;
 
-use super::super::{Run, RunEnd, RunStatus, StoreError, StoreResult};
+use super::super::{
+    Message, NewConversation, Run, RunEnd, RunStatus, StoreError, StoreResult, UsageRecord,
+};
+use super::writes::{PgQuery, bind_conversation, bind_message, bind_usage, write_error};
 
 /// Selects the columns [`run`] reads.
 macro_rules! select_runs {
@@ -31,25 +34,122 @@ fn run(row: &PgRow) -> StoreResult<Run> {
     })
 }
 
-pub(super) async fn create(pool: &PgPool, r: &Run) -> StoreResult<()> {
-    sqlx::query(
+/// The columns of a run insert.
+macro_rules! run_columns {
+    () => {
         "INSERT INTO runs (id, user_id, conversation_id, message_id, user_message_id, status, \
-         last_seq, error_code, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(r.id)
-    .bind(&r.user_id)
-    .bind(r.conversation_id)
-    .bind(r.message_id)
-    .bind(r.user_message_id)
-    .bind(r.status.as_str())
-    .bind(r.last_seq)
-    .bind(&r.error_code)
-    .bind(r.created_at)
-    .bind(r.updated_at)
-    .execute(pool)
-    .await
-    .map_err(super::writes::write_error)?;
+         last_seq, error_code, created_at, updated_at) "
+    };
+}
+
+/// Binds a run's columns (10 parameters) after those already bound.
+fn bind_run<'q>(query: PgQuery<'q>, r: &'q Run) -> PgQuery<'q> {
+    query
+        .bind(r.id)
+        .bind(&r.user_id)
+        .bind(r.conversation_id)
+        .bind(r.message_id)
+        .bind(r.user_message_id)
+        .bind(r.status.as_str())
+        .bind(r.last_seq)
+        .bind(&r.error_code)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+}
+
+pub(super) async fn create(pool: &PgPool, r: &Run) -> StoreResult<()> {
+    let query = sqlx::query(concat!(
+        run_columns!(),
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ));
+    bind_run(query, r)
+        .execute(pool)
+        .await
+        .map_err(write_error)?;
+    Ok(())
+}
+
+/// A conversation (`$1`..`$7`), its first message (`$8`..`$17`) and its run (`$18`..`$27`).
+const START_WITH_RUN: &str = concat!(
+    "WITH conversation AS (
+    INSERT INTO conversations (id, user_id, title, system_prompt, model, metadata, message_count, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) RETURNING id
+), run AS (",
+    run_columns!(),
+    "SELECT $18, $19, $20, $21, $22, $23, $24, $25, $26, $27 FROM conversation)
+INSERT INTO messages (id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at)
+    SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM conversation"
+);
+
+/// A user message (`$1`..`$10`, appended as `APPEND` does) and, if it was, its run
+/// (`$11`..`$20`).
+const APPEND_WITH_RUN: &str = concat!(
+    "WITH message AS (INSERT INTO messages ",
+    message_insert!(),
+    " ",
+    append_where!(),
+    " RETURNING id) ",
+    run_columns!(),
+    "SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19, $20 FROM message"
+);
+
+pub(super) async fn begin_exchange(
+    pool: &PgPool,
+    new: Option<&NewConversation>,
+    message: Option<&Message>,
+    run: &Run,
+) -> StoreResult<()> {
+    let query = match (new, message) {
+        (Some(new), Some(first)) => bind_run(
+            bind_message(bind_conversation(sqlx::query(START_WITH_RUN), new), first),
+            run,
+        ),
+        (None, Some(message)) => bind_run(bind_message(sqlx::query(APPEND_WITH_RUN), message), run),
+        _ => return create(pool, run).await,
+    };
+    match query.execute(pool).await.map_err(write_error)? {
+        done if done.rows_affected() == 0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+/// A reply (`$1`..`$10`), its usage (`$11`..`$19`) and the end of its run (`$20`..`$24`),
+/// the latter two only if the reply was stored; returns how many replies were.
+const END_WITH_RUN: &str = concat!(
+    "WITH message AS (INSERT INTO messages ",
+    message_insert!(),
+    " ",
+    append_where!(),
+    " RETURNING id), usage AS (
+INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
+    SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM message RETURNING 1
+), run AS (
+UPDATE runs SET status = $21, last_seq = $22, error_code = $23, updated_at = $24
+ WHERE id = $20 AND status IN ('queued', 'in_progress') AND EXISTS (SELECT 1 FROM message)
+ RETURNING 1)
+SELECT COUNT(*) FROM message"
+);
+
+pub(super) async fn end_exchange(
+    pool: &PgPool,
+    reply: &Message,
+    usage: &UsageRecord,
+    run_id: Uuid,
+    end: &RunEnd,
+) -> StoreResult<()> {
+    let stored: i64 = bind_usage(bind_message(sqlx::query(END_WITH_RUN), reply), usage)
+        .bind(run_id)
+        .bind(end.status.as_str())
+        .bind(end.last_seq)
+        .bind(&end.error_code)
+        .bind(end.at)
+        .try_map(|row: sqlx::postgres::PgRow| row.try_get::<i64, _>(0))
+        .fetch_one(pool)
+        .await
+        .map_err(write_error)?;
+    if stored == 0 {
+        return Err(StoreError::NotFound);
+    }
     Ok(())
 }
 

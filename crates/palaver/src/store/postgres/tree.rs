@@ -11,6 +11,22 @@ use super::super::{
 use super::message;
 use super::writes::{bind_conversation, write_error};
 
+/// Every message of a conversation, in the order they were written.
+pub(super) async fn list_messages(
+    pool: &PgPool,
+    conversation_id: Uuid,
+) -> StoreResult<Vec<Message>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE conversation_id = $1 ORDER BY seq"
+    ))
+    .bind(conversation_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(message).collect()
+}
+
 pub(super) async fn get_message(
     pool: &PgPool,
     user_id: &str,

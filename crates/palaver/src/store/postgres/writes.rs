@@ -18,22 +18,6 @@ pub(super) fn bind_usage<'q>(query: PgQuery<'q>, usage: &'q UsageRecord) -> PgQu
         .bind(usage.created_at)
 }
 
-/// The columns [`bind_message`] binds, and their parameters.
-macro_rules! message_insert {
-    () => {
-        "(id, conversation_id, role, content, tokens, model, metadata, created_at, parent_id, edited_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
-    };
-}
-
-/// An appended message's conversation exists and holds its parent.
-macro_rules! append_where {
-    () => {
-        "WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2)
-      AND ($9::uuid IS NULL OR EXISTS (SELECT 1 FROM messages WHERE id = $9 AND conversation_id = $2))"
-    };
-}
-
 /// Appends a message (`$1`..`$10`) if its conversation exists and its parent (`$9`) is a
 /// message of it.
 pub(super) const APPEND: &str = concat!(

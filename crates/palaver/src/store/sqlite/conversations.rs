@@ -256,3 +256,17 @@ pub(super) fn update(
     )
     .optional()
 }
+
+/// Sets the title only if it is still `expected` (one statement); how many rows changed.
+pub(super) fn set_title_if(
+    c: &rusqlite::Connection,
+    id: &str,
+    user_id: &str,
+    expected: &str,
+    title: &str,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "UPDATE conversations SET title = ?4 WHERE id = ?1 AND user_id = ?2 AND title = ?3",
+    )?
+    .execute(params![id, user_id, expected, title])
+}

@@ -13,7 +13,7 @@ mod usage;
 mod users;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::OptionalExtension;
 use uuid::Uuid;
 
 use super::embedded::{Db, DbError};
@@ -22,9 +22,7 @@ use super::{
     Revision, Run, RunEnd, RunStatus, SearchPage, SearchQuery, Store, StoreError, StoreResult,
     Timestamp, UsageRecord, UsageTotals, User,
 };
-use conversations::{
-    ConversationRow, MessageRow, conversation, conversation_columns, message, message_columns,
-};
+use conversations::{ConversationRow, MessageRow, conversation, conversation_columns};
 pub use jobs::SqliteJobStore;
 use usage::{UsageRow, usage_stats};
 
@@ -186,12 +184,7 @@ impl Store for SqliteStore {
         let (expected, title) = (expected.to_owned(), title.to_owned());
         let changed = self
             .db
-            .write(move |c| {
-                c.prepare_cached(
-                    "UPDATE conversations SET title = ?4 WHERE id = ?1 AND user_id = ?2 AND title = ?3",
-                )?
-                .execute(params![id, user_id, expected, title])
-            })
+            .write(move |c| conversations::set_title_if(c, &id, &user_id, &expected, &title))
             .await?;
         Ok(changed == 1)
     }
@@ -210,18 +203,7 @@ impl Store for SqliteStore {
 
     async fn list_messages(&self, conversation_id: Uuid) -> StoreResult<Vec<Message>> {
         let id = conversation_id.to_string();
-        Ok(self
-            .db
-            .read(move |c| {
-                c.prepare_cached(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages WHERE conversation_id = ?1 ORDER BY seq"
-                ))?
-                .query_map([id], message)?
-                .collect()
-            })
-            .await?)
+        Ok(self.db.read(move |c| tree::list_messages(c, &id)).await?)
     }
 
     async fn get_message(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Message>> {
@@ -337,6 +319,25 @@ impl Store for SqliteStore {
         let row = runs::RunRow::from(run);
         self.db.write(move |c| row.insert(c)).await?;
         Ok(())
+    }
+
+    async fn begin_exchange(
+        &self,
+        new: Option<&NewConversation>,
+        message: Option<&Message>,
+        run: &Run,
+    ) -> StoreResult<()> {
+        self.begin_run_with(new, message, run).await
+    }
+
+    async fn end_exchange(
+        &self,
+        reply: &Message,
+        usage: &UsageRecord,
+        run_id: Uuid,
+        end: &RunEnd,
+    ) -> StoreResult<()> {
+        self.end_run_with(reply, usage, run_id, end).await
     }
 
     async fn finish_run(&self, id: Uuid, end: &RunEnd) -> StoreResult<bool> {

@@ -3,8 +3,15 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::super::to_sqlite_text as ts;
-use super::super::{Run, RunEnd, RunStatus};
+use uuid::Uuid;
+
+use super::super::{
+    Message, NewConversation, Run, RunEnd, RunStatus, StoreError, StoreResult, UsageRecord,
+};
+use super::SqliteStore;
+use super::conversations::{ConversationRow, MessageRow};
 use super::conversations::{corrupt, opt_uuid_at, ts_at, uuid_at};
+use super::usage::UsageRow;
 
 /// Selects the columns [`run`] reads.
 macro_rules! select_runs {
@@ -96,4 +103,66 @@ pub(super) fn list(
     ))?
     .query_map(params![user_id, status.map(RunStatus::as_str), limit], run)?
     .collect()
+}
+
+impl SqliteStore {
+    /// [`Store::begin_exchange`](super::super::Store::begin_exchange): one write.
+    pub(super) async fn begin_run_with(
+        &self,
+        new: Option<&NewConversation>,
+        message: Option<&Message>,
+        run: &Run,
+    ) -> StoreResult<()> {
+        let conversation = new.map(ConversationRow::from);
+        let message = message.map(MessageRow::from);
+        let run = RunRow::from(run);
+        let stored = self
+            .db
+            .write(move |c| {
+                if let Some(conversation) = conversation {
+                    conversation.insert(c)?;
+                }
+                if let Some(message) = message
+                    && message.insert(c)? == 0
+                {
+                    return Ok(false);
+                }
+                run.insert(c)?;
+                Ok(true)
+            })
+            .await?;
+        if stored {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    /// [`Store::end_exchange`](super::super::Store::end_exchange): one write.
+    pub(super) async fn end_run_with(
+        &self,
+        reply: &Message,
+        usage: &UsageRecord,
+        run_id: Uuid,
+        end: &RunEnd,
+    ) -> StoreResult<()> {
+        let (row, usage) = (MessageRow::from(reply), UsageRow::from(usage));
+        let (run_id, end) = (run_id.to_string(), end.clone());
+        let stored = self
+            .db
+            .write(move |c| {
+                if row.insert(c)? == 0 {
+                    return Ok(false);
+                }
+                usage.insert(c)?;
+                finish(c, &run_id, &end)?;
+                Ok(true)
+            })
+            .await?;
+        if stored {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
 }

@@ -12,6 +12,17 @@ use super::SqliteStore;
 use super::conversations::ConversationRow;
 use super::conversations::{MessageRow, message, message_columns, opt_uuid_at, ts_at, uuid_at};
 
+/// Every message of a conversation, in the order they were written.
+pub(super) fn list_messages(c: &Connection, conversation: &str) -> rusqlite::Result<Vec<Message>> {
+    c.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE conversation_id = ?1 ORDER BY seq"
+    ))?
+    .query_map([conversation], message)?
+    .collect()
+}
+
 /// A message of one of the user's conversations (`?1` the id, `?2` the user).
 const OWNED_MESSAGE: &str = concat!(
     "SELECT ",
