@@ -149,15 +149,9 @@ async fn chat_start<A: Adapter>(
     Extension(user): Extension<AuthUser>,
     Extension(connection): Extension<Connection>,
 ) {
-    if let Err(refused) = state.admission.rate(&user.id).await {
-        return refuse(&socket, ack, refused.into(), None);
-    }
-    let parsed = data
-        .map_err(|e| ApiError::validation("body", format!("payload must be a JSON object: {e}")))
-        .and_then(from_value::<ChatRequest>);
-    let input = match parsed {
-        Ok(request) => request.into_input(),
-        Err(error) => return refuse(&socket, ack, error, None),
+    let Some((request, ack)) = metered::<A, ChatRequest>(&socket, ack, &state, &user, data).await
+    else {
+        return;
     };
     let start = Start {
         socket,
@@ -166,7 +160,38 @@ async fn chat_start<A: Adapter>(
         user,
         connection,
     };
-    start.run(input, ExchangeOptions::default()).await;
+    start
+        .run(request.into_input(), ExchangeOptions::default())
+        .await;
+}
+
+/// Counts a metered event against the rate limit and reads its payload; a refusal answers
+/// the ack and emits `chat:error` (and gives `None`).
+async fn metered<A, T>(
+    socket: &SocketRef<A>,
+    ack: AckSender<A>,
+    state: &AppState,
+    user: &AuthUser,
+    data: Result<Value, impl std::fmt::Display>,
+) -> Option<(T, AckSender<A>)>
+where
+    A: Adapter,
+    T: serde::de::DeserializeOwned + garde::Validate<Context = ()>,
+{
+    if let Err(refused) = state.admission.rate(&user.id).await {
+        refuse(socket, ack, refused.into(), None);
+        return None;
+    }
+    let parsed = data
+        .map_err(|e| ApiError::validation("body", format!("payload must be a JSON object: {e}")))
+        .and_then(from_value::<T>);
+    match parsed {
+        Ok(request) => Some((request, ack)),
+        Err(error) => {
+            refuse(socket, ack, error, None);
+            None
+        }
+    }
 }
 
 /// `chat:regenerate {messageId, model?, temperature?, maxTokens?}`: a new reply beside an
@@ -179,15 +204,10 @@ async fn chat_regenerate<A: Adapter>(
     Extension(user): Extension<AuthUser>,
     Extension(connection): Extension<Connection>,
 ) {
-    if let Err(refused) = state.admission.rate(&user.id).await {
-        return refuse(&socket, ack, refused.into(), None);
-    }
-    let parsed = data
-        .map_err(|e| ApiError::validation("body", format!("payload must be a JSON object: {e}")))
-        .and_then(from_value::<RegenerateEvent>);
-    let request = match parsed {
-        Ok(request) => request,
-        Err(error) => return refuse(&socket, ack, error, None),
+    let Some((request, ack)) =
+        metered::<A, RegenerateEvent>(&socket, ack, &state, &user, data).await
+    else {
+        return;
     };
     let with = request.regeneration();
     let (input, options) = match state
