@@ -29,13 +29,24 @@ pub enum Read {
     Gap,
 }
 
+/// The most ended runs whose events are kept (the oldest are forgotten first, even within
+/// the ttl): memory stays bounded however many runs an hour brings.
+const MAX_ENDED: usize = 2_000;
+
 /// The runs' logs of this process.
 pub struct RunLog {
-    runs: Mutex<HashMap<Uuid, Arc<Buffer>>>,
+    runs: Mutex<Runs>,
     /// How long a run's events stay after it ends.
     ttl: Duration,
     /// The most events kept per run (the oldest go first).
     cap: usize,
+}
+
+#[derive(Default)]
+struct Runs {
+    by_id: HashMap<Uuid, Arc<Buffer>>,
+    /// The ended runs, oldest first, with when they ended.
+    ended: VecDeque<(Instant, Uuid)>,
 }
 
 pub(super) struct Buffer {
@@ -58,7 +69,8 @@ impl RunLog {
         }
     }
 
-    /// Opens the log of a new run (and forgets the runs that ended more than `ttl` ago).
+    /// Opens the log of a new run (and forgets the runs that ended more than `ttl` ago, or
+    /// past the newest [`MAX_ENDED`]).
     pub(super) fn open(&self, run_id: Uuid) -> Arc<Buffer> {
         let buffer = Arc::new(Buffer {
             state: Mutex::new(State {
@@ -68,18 +80,34 @@ impl RunLog {
             tail: watch::channel((0, false)).0,
         });
         if let Ok(mut runs) = self.runs.lock() {
-            let ttl = self.ttl;
-            runs.retain(|_, b| !b.expired(ttl));
-            runs.insert(run_id, buffer.clone());
+            while let Some(&(at, id)) = runs.ended.front() {
+                if at.elapsed() <= self.ttl && runs.ended.len() <= MAX_ENDED {
+                    break;
+                }
+                runs.ended.pop_front();
+                runs.by_id.remove(&id);
+            }
+            runs.by_id.insert(run_id, buffer.clone());
         }
         buffer
+    }
+
+    /// The run ended: its events are kept for `ttl`.
+    pub(super) fn ended(&self, run_id: Uuid) {
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.ended.push_back((Instant::now(), run_id));
+        }
     }
 
     /// A reader of the run's events after `after`; `None` when this process keeps no log of
     /// the run (it ran elsewhere, or ended more than `ttl` ago).
     pub fn reader(&self, run_id: Uuid, after: u64) -> Option<RunReader> {
         let runs = self.runs.lock().ok()?;
-        let buffer = runs.get(&run_id).filter(|b| !b.expired(self.ttl))?.clone();
+        let buffer = runs
+            .by_id
+            .get(&run_id)
+            .filter(|b| !b.expired(self.ttl))?
+            .clone();
         let tail = buffer.tail.subscribe();
         Some(RunReader {
             buffer,
@@ -90,7 +118,7 @@ impl RunLog {
 
     /// How many runs this process keeps a log of.
     pub fn len(&self) -> usize {
-        self.runs.lock().map(|r| r.len()).unwrap_or(0)
+        self.runs.lock().map(|r| r.by_id.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -171,6 +199,25 @@ impl RunReader {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_newest_ended_runs_are_kept() {
+        let log = RunLog::new(Duration::from_secs(3600), 10);
+        let first = Uuid::now_v7();
+        log.open(first).end();
+        log.ended(first);
+        for _ in 0..MAX_ENDED {
+            let run = Uuid::now_v7();
+            log.open(run).end();
+            log.ended(run);
+        }
+        log.open(Uuid::now_v7());
+        assert!(
+            log.reader(first, 0).is_none(),
+            "the oldest ended run was forgotten"
+        );
+        assert_eq!(log.len(), MAX_ENDED + 1);
+    }
+
     use super::*;
 
     fn event(run_id: Uuid, seq: u64) -> Logged {
@@ -232,6 +279,7 @@ mod tests {
         let log = RunLog::new(Duration::ZERO, 10);
         let run = Uuid::now_v7();
         log.open(run).end();
+        log.ended(run);
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert!(log.reader(run, 0).is_none());
         log.open(Uuid::now_v7());

@@ -88,6 +88,7 @@ impl RunRecorder {
     /// The run ended (its last event was emitted): readers stop after it.
     pub fn end(&self) {
         self.buffer.end();
+        self.log.ended(self.run_id);
     }
 
     pub fn sink(&self) -> &dyn ChatSink {
