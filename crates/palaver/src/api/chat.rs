@@ -146,7 +146,7 @@ pub(super) fn sse_event(logged: &Logged) -> Event {
     Event::default()
         .id(logged.seq.to_string())
         .event(logged.name)
-        .data(&*logged.data)
+        .data(logged.data.get())
 }
 
 /// Forwards pipeline events into the SSE response.

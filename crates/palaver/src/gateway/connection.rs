@@ -1,6 +1,5 @@
 //! What a connection keeps, and how a run's encoded event is sent to it.
 
-use serde_json::value::RawValue;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use tokio_util::sync::CancellationToken;
@@ -14,12 +13,10 @@ pub struct Connection {
     pub gone: CancellationToken,
 }
 
-/// Sends a run's event as encoded (its JSON payload as it is, not parsed again).
+/// Sends a run's event as encoded (its JSON payload as it is, neither copied nor parsed again).
 pub fn emit_logged<A: Adapter>(
     socket: &SocketRef<A>,
     logged: &Logged,
 ) -> Result<(), socketioxide::SendError> {
-    let raw = RawValue::from_string(logged.data.to_string())
-        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_default());
-    socket.emit(logged.name, &raw)
+    socket.emit(logged.name, &*logged.data)
 }

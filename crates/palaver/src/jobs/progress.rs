@@ -84,7 +84,9 @@ mod tests {
             run_id: Uuid::nil(),
             seq: 1,
             name: "chat:message",
-            data: "{}".into(),
+            data: serde_json::value::RawValue::from_string("{}".to_owned())
+                .unwrap()
+                .into(),
         };
         sink.emit(ChatEvent::UserMessage(&message), &logged);
         assert_eq!(*rx.borrow(), 10);

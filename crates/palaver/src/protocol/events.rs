@@ -1,6 +1,7 @@
 //! The chat events of API.md, their names and payloads, shared by the SSE and Socket.IO
 //! transports.
 
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -24,7 +25,7 @@ pub const CONVERSATION_TITLE: &str = "conversation:title";
 pub struct WireEncoder;
 
 impl EventEncoder for WireEncoder {
-    fn encode(&self, stamp: Stamp, event: &ChatEvent<'_>) -> (&'static str, String) {
+    fn encode(&self, stamp: Stamp, event: &ChatEvent<'_>) -> (&'static str, Box<RawValue>) {
         if let ChatEvent::Chunk {
             conversation_id,
             message_id,
@@ -41,19 +42,24 @@ impl EventEncoder for WireEncoder {
                 run_id: stamp.run_id,
                 seq: stamp.seq,
             };
-            return (MESSAGE, serde_json::to_string(&chunk).unwrap_or_default());
+            return (MESSAGE, raw(&chunk));
         }
         let (name, mut payload) = wire(event);
         if let Value::Object(fields) = &mut payload {
             fields.insert("runId".to_owned(), json!(stamp.run_id));
             fields.insert("seq".to_owned(), json!(stamp.seq));
         }
-        (name, payload.to_string())
+        (name, raw(&payload))
     }
 
     fn error_code(&self, failure: &ChatFailure) -> &'static str {
         ApiError::from(&failure.error).code()
     }
+}
+
+/// A payload serialized once, as the JSON every transport sends.
+fn raw<T: serde::Serialize>(payload: &T) -> Box<RawValue> {
+    to_raw_value(payload).unwrap_or_else(|_| to_raw_value(&Value::Null).unwrap_or_default())
 }
 
 /// The name and payload of an event other than a chunk.

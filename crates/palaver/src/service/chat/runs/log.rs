@@ -6,19 +6,27 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 /// One event of a run, encoded once for every reader.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Logged {
     pub run_id: Uuid,
     /// Counted from 1 by the run's producer.
     pub seq: u64,
     /// The event's name (`chat:message`, `chat:end`, ...).
     pub name: &'static str,
-    /// Its JSON payload (which carries `runId` and `seq` too).
-    pub data: Arc<str>,
+    /// Its JSON payload (which carries `runId` and `seq` too), serialized once.
+    pub data: Arc<RawValue>,
+}
+
+impl PartialEq for Logged {
+    fn eq(&self, other: &Logged) -> bool {
+        (self.run_id, self.seq, self.name, self.data.get())
+            == (other.run_id, other.seq, other.name, other.data.get())
+    }
 }
 
 /// What a reader gets next.
@@ -225,7 +233,7 @@ mod tests {
             run_id,
             seq,
             name: "chat:message",
-            data: Arc::from(format!("{{\"seq\":{seq}}}")),
+            data: Arc::from(RawValue::from_string(format!("{{\"seq\":{seq}}}")).unwrap()),
         }
     }
 

@@ -9,6 +9,7 @@ mod service;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::{ChatEvent, ChatFailure, ChatSink};
@@ -25,7 +26,7 @@ pub struct Stamp {
 /// Encodes a pipeline event as its transports send it (the protocol layer's names and
 /// payloads, which carry the stamp).
 pub trait EventEncoder: Send + Sync + 'static {
-    fn encode(&self, stamp: Stamp, event: &ChatEvent<'_>) -> (&'static str, String);
+    fn encode(&self, stamp: Stamp, event: &ChatEvent<'_>) -> (&'static str, Box<RawValue>);
 
     /// The error code a failure is reported with (`chat:error`'s `code`).
     fn error_code(&self, failure: &ChatFailure) -> &'static str;
