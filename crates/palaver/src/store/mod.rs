@@ -238,12 +238,10 @@ pub trait Store: Send + Sync + 'static {
         usage: Option<&UsageRecord>,
     ) -> StoreResult<()>;
 
-    /// Records a run as it starts.
-    async fn create_run(&self, run: &Run) -> StoreResult<()>;
-
     /// The first write of an exchange, in one transaction (one commit, one round trip): a new
     /// conversation (`new`), its user message (`message`, as [`Store::append_message`] without
-    /// usage) and its run. Nothing is written when the message cannot be (`NotFound`).
+    /// usage; none when it is stored already) and its run. Nothing is written when the
+    /// message cannot be (`NotFound`).
     async fn begin_exchange(
         &self,
         new: Option<&NewConversation>,

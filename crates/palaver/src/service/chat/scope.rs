@@ -39,13 +39,6 @@ pub struct JobScope {
     pub guard: Arc<dyn ReplyGuard>,
 }
 
-impl JobScope {
-    /// Whether `message` was stored by this job.
-    pub fn stored(&self, message: &Message) -> bool {
-        is_from_job(message, self.job_id)
-    }
-}
-
 /// Whether `message` was stored by job `job_id`.
 pub fn is_from_job(message: &Message, job_id: Uuid) -> bool {
     message.metadata.get("jobId").and_then(Value::as_str) == Some(job_id.to_string().as_str())

@@ -338,10 +338,6 @@ impl Store for PgStore {
         }
     }
 
-    async fn create_run(&self, run: &Run) -> StoreResult<()> {
-        runs::create(&self.pool, run).await
-    }
-
     async fn begin_exchange(
         &self,
         new: Option<&NewConversation>,

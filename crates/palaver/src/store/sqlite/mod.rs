@@ -315,12 +315,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_run(&self, run: &Run) -> StoreResult<()> {
-        let row = runs::RunRow::from(run);
-        self.db.write(move |c| row.insert(c)).await?;
-        Ok(())
-    }
-
     async fn begin_exchange(
         &self,
         new: Option<&NewConversation>,
