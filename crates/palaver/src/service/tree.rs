@@ -229,14 +229,12 @@ impl TreeService {
         user_id: &str,
         message_id: Uuid,
     ) -> Result<RemovedMessages, ServiceError> {
-        let before = self.message(user_id, message_id).await?;
-        let conversation = self.conversation(user_id, before.conversation_id).await?;
         let removed = self
             .store
             .delete_message(user_id, message_id)
             .await?
             .ok_or(ServiceError::NotFound("Message"))?;
-        if removed.active_leaf_id != conversation.active_leaf_id {
+        if removed.leaf_moved {
             self.branch_moved(user_id, removed.conversation_id, removed.active_leaf_id)
                 .await;
         }

@@ -206,6 +206,8 @@ pub struct RemovedMessages {
     pub count: u64,
     /// The conversation's active leaf now (moved when it was among the deleted).
     pub active_leaf_id: Option<Uuid>,
+    /// Whether the active leaf moved.
+    pub leaf_moved: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1157,6 +1157,7 @@ async fn a_deep_tree_is_walked_and_deleted_whole() {
             Some(side.id),
             "{backend}: the leaf stays"
         );
+        assert!(!removed.leaf_moved, "{backend}");
         let left = store.list_messages(new.id).await.unwrap();
         assert_eq!(left, vec![chain[0].clone(), side.clone()], "{backend}");
         let removed = store
@@ -1169,6 +1170,7 @@ async fn a_deep_tree_is_walked_and_deleted_whole() {
             (2, None),
             "{backend}"
         );
+        assert!(removed.leaf_moved, "{backend}");
         let got = store
             .get_conversation("deep", new.id)
             .await

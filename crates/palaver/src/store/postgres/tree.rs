@@ -215,7 +215,7 @@ pub(super) async fn delete_message(
 ) -> StoreResult<Option<RemovedMessages>> {
     let mut tx = pool.begin().await?;
     let target = sqlx::query(
-        "SELECT m.conversation_id, m.parent_id FROM messages m \
+        "SELECT m.conversation_id, m.parent_id, c.active_leaf_id FROM messages m \
          JOIN conversations c ON c.id = m.conversation_id \
          WHERE m.id = $1 AND c.user_id = $2 FOR UPDATE OF c",
     )
@@ -228,6 +228,7 @@ pub(super) async fn delete_message(
     };
     let (conversation_id, parent_id): (Uuid, Option<Uuid>) =
         (target.try_get(0)?, target.try_get(1)?);
+    let before: Option<Uuid> = target.try_get(2)?;
     let count: i64 = sqlx::query_scalar(DELETE_SUBTREE)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -243,6 +244,7 @@ pub(super) async fn delete_message(
         conversation_id,
         count: u64::try_from(count).unwrap_or(0),
         active_leaf_id,
+        leaf_moved: active_leaf_id != before,
     }))
 }
 

@@ -183,12 +183,12 @@ const DELETE_SUBTREE: &str = "WITH RECURSIVE sub (id) AS (
     )
     DELETE FROM messages WHERE id IN (SELECT id FROM sub)";
 
-/// Deletes a subtree and mends its conversation: `(conversation, count, active leaf)`.
+/// Deletes a subtree and mends its conversation.
 pub(super) fn delete_message(
     c: &Connection,
     user_id: &str,
     id: &str,
-) -> rusqlite::Result<Option<(Uuid, u64, Option<Uuid>)>> {
+) -> rusqlite::Result<Option<RemovedMessages>> {
     let Some(target) = get_message(c, user_id, id)? else {
         return Ok(None);
     };
@@ -204,7 +204,7 @@ pub(super) fn delete_message(
         None => false,
     };
     let leaf = if still_there {
-        active
+        active.clone()
     } else {
         match target.parent_id {
             Some(parent) => newest_under(c, &parent.to_string())?,
@@ -220,8 +220,13 @@ pub(super) fn delete_message(
         "UPDATE conversations SET message_count = message_count - ?2, active_leaf_id = ?3 WHERE id = ?1",
     )?
     .execute(params![conversation, count as i64, leaf])?;
-    let leaf = leaf.and_then(|l| Uuid::parse_str(&l).ok());
-    Ok(Some((target.conversation_id, count as u64, leaf)))
+    let leaf_moved = leaf != active;
+    Ok(Some(RemovedMessages {
+        conversation_id: target.conversation_id,
+        count: count as u64,
+        active_leaf_id: leaf.and_then(|l| Uuid::parse_str(&l).ok()),
+        leaf_moved,
+    }))
 }
 
 /// Writes messages of a conversation being stored whole (parents first); a plain insert, so a
@@ -249,17 +254,10 @@ impl SqliteStore {
         id: Uuid,
     ) -> StoreResult<Option<RemovedMessages>> {
         let (user_id, id) = (user_id.to_owned(), id.to_string());
-        let removed = self
+        Ok(self
             .db
             .write(move |c| delete_message(c, &user_id, &id))
-            .await?;
-        Ok(
-            removed.map(|(conversation_id, count, active_leaf_id)| RemovedMessages {
-                conversation_id,
-                count,
-                active_leaf_id,
-            }),
-        )
+            .await?)
     }
 
     pub(super) async fn store_whole(
