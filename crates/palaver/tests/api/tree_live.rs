@@ -126,6 +126,22 @@ async fn a_branch_chosen_on_one_device_is_heard_on_the_others() {
             })
             .await;
         assert!(leaked.is_none(), "{backend}: another user heard {leaked:?}");
+        // Deleting the active leaf moves it (to the other reply), and the devices hear that too.
+        let gone = call(
+            &app,
+            "lu",
+            Method::DELETE,
+            &format!("/messages/{first_reply}"),
+            None,
+        )
+        .await;
+        let event = io.event("phone", "conversation:branch").await;
+        assert_eq!(event["conversationId"], c.as_str(), "{backend}");
+        assert_eq!(
+            event["activeLeafId"], gone["activeLeafId"],
+            "{backend}: {event}"
+        );
+        assert_ne!(event["activeLeafId"], first_reply.as_str());
         io.disconnect("phone").await;
         io.disconnect("stranger").await;
         app.stop().await;
