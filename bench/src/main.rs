@@ -20,6 +20,7 @@ mod jobs;
 mod limiter;
 mod load;
 mod procs;
+mod resume;
 mod search;
 mod sio;
 mod sockets;
@@ -88,6 +89,13 @@ enum Command {
         /// Write every chunk's latency to this CSV file (path,stream,index,sent_us,latency_us).
         #[arg(long)]
         dump: Option<std::path::PathBuf>,
+        /// A Redis server: a second Palaver with `REDIS_URL` (runs' events logged on Redis)
+        /// relays the same streams, interleaved with the first, in the same run.
+        #[arg(long)]
+        redis: Option<String>,
+        /// Measurement rounds (direct, then each Palaver), interleaved.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// `GET /api/v1/ai/usage` for one user with many usage records, on SQLite and PostgreSQL.
     Usage(usage::UsageArgs),
@@ -97,6 +105,9 @@ enum Command {
     /// The active path of a conversation of 10,000 messages in 50 branches (GET, paging) and
     /// chat into it against a fresh conversation, on SQLite and PostgreSQL.
     Tree(tree::TreeArgs),
+    /// The replay of a finished run of 2,000 events, on its instance and on another sharing
+    /// its PostgreSQL and Redis.
+    Resume(resume::ResumeArgs),
     /// Job throughput: no-op jobs through Palaver's queue and through BullMQ on the same Redis,
     /// `generate-embeddings` jobs end to end, and enqueue-to-completion latency.
     Jobs {
@@ -148,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Limiter { decisions, redis } => limiter::run(decisions, redis).await,
         Command::Search(args) => search::run(args, SECRET, mint).await,
         Command::Tree(args) => tree::run(args, SECRET, mint).await,
+        Command::Resume(args) => resume::run(args, SECRET, mint).await,
         Command::Usage(args) => usage::run(args, SECRET, mint).await,
         Command::Sockets {
             idle,
@@ -156,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             ramp,
             dump,
+            redis,
+            rounds,
         } => {
             anyhow::ensure!(
                 ramp.is_finite() && ramp >= 0.0,
@@ -168,6 +182,8 @@ async fn main() -> anyhow::Result<()> {
                 seconds,
                 ramp: std::time::Duration::from_secs_f64(ramp),
                 dump,
+                redis,
+                rounds: rounds.max(1),
             };
             sockets::run(args, SECRET, mint).await
         }

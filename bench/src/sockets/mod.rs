@@ -26,7 +26,9 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::procs::{free_port, rss_kib, spawn_mock_with, spawn_palaver, target_dir};
+use crate::procs::{
+    free_port, rss_kib, spawn_mock_with, spawn_palaver, spawn_palaver_with, target_dir,
+};
 use crate::sio::SioClient;
 use measure::{report, summarize};
 use streams::{direct_streams, gateway_streams, warm_up};
@@ -39,6 +41,10 @@ pub struct SocketArgs {
     pub ramp: Duration,
     /// Writes every chunk's latency (CSV) here.
     pub dump: Option<std::path::PathBuf>,
+    /// Also relay through a Palaver with `REDIS_URL` (the runs' event log on Redis).
+    pub redis: Option<String>,
+    /// Interleaved measurement rounds.
+    pub rounds: usize,
 }
 
 fn now_us() -> u64 {
@@ -95,25 +101,97 @@ pub async fn run(
         .collect::<anyhow::Result<_>>()?;
     let idle = idle_connections(&base, pid, &tokens, args.idle).await?;
 
-    let (pace, window, words) = plan(&args);
     let mut dump = open_dump(args.dump.as_deref())?;
-
-    // 2. Baseline: the same streams read straight from mock-llm.
-    let direct = direct_streams(&mock_base, pace, words).await?;
-    let direct = summarize("direct", direct, window, dump.as_mut())?;
-    report("mock-llm direct (SSE)", &direct);
-
-    // 3. Through Palaver's gateway, after one short chat that loads the tokenizer tables (a
-    // one-off of tens of milliseconds per process, not part of relaying).
+    let shared = match &args.redis {
+        Some(url) => Some(spawn_shared(&bin, &data_dir, &mock_base, url, secret).await?),
+        None => None,
+    };
+    // One short chat per Palaver first: it loads the tokenizer tables (a one-off of tens of
+    // milliseconds per process, not part of relaying).
     warm_up(&base, &tokens[0]).await?;
-    let via = gateway_streams(&base, &tokens, pace, words).await?;
-    let via = summarize("gateway", via, window, dump.as_mut())?;
-    report("palaver gateway (Socket.IO)", &via);
+    if let Some((shared_base, _)) = &shared {
+        warm_up(shared_base, &tokens[0]).await?;
+    }
+    let shared_base = shared.as_ref().map(|(base, _)| base.as_str());
+    let gateways = Gateways {
+        local: &base,
+        shared: shared_base,
+        tokens: &tokens,
+    };
+    relay_rounds(&args, &mock_base, &gateways, dump.as_mut()).await?;
     if let Some(mut file) = dump {
         file.flush()?;
     }
+    drop(shared);
+    for task in idle {
+        task.abort();
+    }
+    drop(palaver);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// A second Palaver, with `REDIS_URL` (the runs' log on Redis): its address and process.
+async fn spawn_shared(
+    bin: &Path,
+    data_dir: &Path,
+    mock_base: &str,
+    redis: &str,
+    secret: &str,
+) -> anyhow::Result<(String, crate::procs::Child)> {
+    let dir = data_dir.join("shared");
+    let port = free_port()?;
+    let db = format!("sqlite://{}/bench.db", dir.display());
+    let extra = [("REDIS_URL", redis.to_owned())];
+    let mock = format!("{mock_base}/v1");
+    let child = spawn_palaver_with(bin, port, &db, &mock, &dir, secret, &extra).await?;
+    Ok((format!("http://127.0.0.1:{port}"), child))
+}
+
+/// The Palavers relaying: without Redis, and (when asked) with the runs' log on Redis.
+struct Gateways<'a> {
+    local: &'a str,
+    shared: Option<&'a str>,
+    tokens: &'a [String],
+}
+
+/// Direct, then through each Palaver, `rounds` times.
+async fn relay_rounds(
+    args: &SocketArgs,
+    mock_base: &str,
+    gateways: &Gateways<'_>,
+    mut dump: Option<&mut BufWriter<File>>,
+) -> anyhow::Result<()> {
+    let (pace, window, words) = plan(args);
+    for round in 1..=args.rounds {
+        println!("round {round} of {}", args.rounds);
+        // Baseline: the same streams read straight from mock-llm.
+        let direct = direct_streams(mock_base, pace, words).await?;
+        let direct = summarize("direct", direct, window, dump.as_deref_mut())?;
+        report("mock-llm direct (SSE)", &direct);
+        let via = gateway_streams(gateways.local, gateways.tokens, pace, words).await?;
+        let via = summarize("gateway", via, window, dump.as_deref_mut())?;
+        report("palaver gateway (Socket.IO)", &via);
+        added(args, "events logged in process", &via, &direct);
+        if let Some(shared_base) = gateways.shared {
+            let logged = gateway_streams(shared_base, gateways.tokens, pace, words).await?;
+            let logged = summarize("gateway-redis", logged, window, dump.as_deref_mut())?;
+            report("palaver gateway, REDIS_URL (Socket.IO)", &logged);
+            added(args, "events logged on Redis", &logged, &direct);
+            println!(
+                "the log on Redis over the in-process one: p50 {:+.3} ms, p99 {:+.3} ms",
+                (logged.steady.p50_us - via.steady.p50_us) / 1000.0,
+                (logged.steady.p99_us - via.steady.p99_us) / 1000.0,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints the latency a relay added over mock-llm read directly.
+fn added(args: &SocketArgs, what: &str, via: &measure::Relay, direct: &measure::Relay) {
     println!(
-        "added per-chunk latency, all {} streams open: p50 {:.3} ms, p99 {:.3} ms \
+        "added per-chunk latency ({what}), all {} streams open: p50 {:.3} ms, p99 {:.3} ms \
          (whole run, ramps included: p50 {:.3} ms, p99 {:.3} ms)",
         args.streams,
         (via.steady.p50_us - direct.steady.p50_us) / 1000.0,
@@ -121,12 +199,6 @@ pub async fn run(
         (via.whole.p50_us - direct.whole.p50_us) / 1000.0,
         (via.whole.p99_us - direct.whole.p99_us) / 1000.0,
     );
-    for task in idle {
-        task.abort();
-    }
-    drop(palaver);
-    let _ = std::fs::remove_dir_all(&data_dir);
-    Ok(())
 }
 
 /// Opens `n` idle connections and prints the RSS they cost palaver; returns their tasks.

@@ -38,12 +38,19 @@ pub enum ApiError {
     QuotaExceeded { retry_after_secs: Option<u64> },
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` (or `clientRequestId`) that names a run the request cannot
+    /// attach to.
+    #[error("{0}")]
+    IdempotencyConflict(String),
     #[error("The AI provider failed to answer")]
     Upstream(String),
     #[error("The AI provider did not answer in time")]
     UpstreamTimeout(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The exchange's instance shut down or died before it ended (its partial reply is kept).
+    #[error("The reply was interrupted before it ended; its partial text is stored")]
+    Interrupted,
     #[error("Internal server error")]
     Internal(String),
 }
@@ -69,10 +76,10 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,9 +94,11 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::QuotaExceeded { .. } => "quota_exceeded",
             ApiError::Conflict(_) => "conversation_busy",
+            ApiError::IdempotencyConflict(_) => "idempotency_conflict",
             ApiError::Upstream(_) => "upstream_error",
             ApiError::UpstreamTimeout(_) => "upstream_timeout",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Interrupted => "interrupted",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -159,6 +168,8 @@ impl From<&ServiceError> for ApiError {
             | ServiceError::Corrupt(detail)
             | ServiceError::Internal(detail) => ApiError::Internal(detail.clone()),
             ServiceError::Cancelled => ApiError::internal(err),
+            ServiceError::Interrupted => ApiError::Interrupted,
+            ServiceError::KeyReused(message) => ApiError::IdempotencyConflict(message.clone()),
             ServiceError::Provider(e) if e.is_timeout() => {
                 ApiError::UpstreamTimeout(format!("{e}: {}", e.detail()))
             }

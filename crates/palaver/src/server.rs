@@ -2,12 +2,13 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use tokio_util::task::TaskTracker;
 
@@ -19,7 +20,9 @@ use crate::pricing::{PriceError, PriceTable};
 use crate::protocol::events::WireEncoder;
 use crate::providers::{ProviderError, Providers};
 use crate::queue::{JobQueue, QueueError};
-use crate::service::chat::runs::{RunLog, RunService};
+use crate::service::chat::runs::{
+    LocalLog, RedisLog, RedisLogError, RunControl, RunLog, RunService,
+};
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
     EmbeddingService, JobService, Notifier, ServiceError, TitleService, TransferService,
@@ -27,6 +30,10 @@ use crate::service::{
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
+
+mod secrets;
+
+pub use secrets::{embedded_jwt_secret, resolve_jwt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -50,6 +57,8 @@ pub enum StartupError {
     Queue(#[from] QueueError),
     #[error("jobs: {0}")]
     Jobs(#[from] ServiceError),
+    #[error(transparent)]
+    RunLog(#[from] RedisLogError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -57,63 +66,6 @@ pub enum StartupError {
 /// Connects the configured database (SQLite file or PostgreSQL) and applies migrations.
 pub async fn connect_store(config: &Config) -> Result<Backend, StartupError> {
     Ok(store::connect(&config.database, config.database_pool_size).await?)
-}
-
-/// The JWT secret of the embedded mode: generated once, kept in the data directory.
-pub fn embedded_jwt_secret(data_dir: &Path) -> Result<(SecretString, bool), std::io::Error> {
-    let path = data_dir.join("jwt-secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        let existing = existing.trim().to_owned();
-        if !existing.is_empty() {
-            return Ok((SecretString::from(existing), false));
-        }
-    }
-    std::fs::create_dir_all(data_dir)?;
-    let bytes: [u8; 32] = rand::random();
-    let secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
-    write_private(&path, &secret)?;
-    Ok((SecretString::from(secret), true))
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
-}
-
-/// Fills in the embedded JWT secret when no verifier is configured (embedded mode only).
-pub fn resolve_jwt(config: &mut Config) -> Result<(), StartupError> {
-    if config.jwt.has_verifier() {
-        return Ok(());
-    }
-    if !config.is_embedded() {
-        return Err(ConfigError::new(
-            "JWT_SECRET",
-            "required with PostgreSQL (or set JWT_PUBLIC_KEY or JWT_JWKS_URL): every instance must verify the same tokens",
-        )
-        .into());
-    }
-    let (secret, created) = embedded_jwt_secret(&config.data_dir)?;
-    let path = config.data_dir.join("jwt-secret");
-    if created {
-        tracing::warn!(path = %path.display(), "JWT_SECRET is not set: generated a development secret; mint tokens with `palaver token --sub USER`");
-    } else {
-        tracing::warn!(path = %path.display(), "JWT_SECRET is not set: using the development secret kept in the data directory");
-    }
-    config.jwt.secret = Some(secret);
-    Ok(())
 }
 
 /// Builds the shared state: store (migrated), JWT verifier, providers, services.
@@ -138,7 +90,11 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
     let _ = crate::telemetry::metrics_handle();
     let streams = Arc::new(ActiveStreams::default());
     let admission = Admission::new(limiter, quotas, streams.clone());
-    let run_log = Arc::new(RunLog::new(config.run_events_ttl, RUN_EVENTS_CAP));
+    let run_log = Arc::new(run_log(&config).await?);
+    let control = match &config.redis_url {
+        Some(url) => RunControl::connect(streams.clone(), url.expose_secret()).await?,
+        None => RunControl::local(streams.clone()),
+    };
     let tasks = TaskTracker::new();
     let queue = JobQueue::connect(&config).await?;
     let jobs = JobService::new(backend.jobs, queue, store.clone()).await?;
@@ -163,13 +119,15 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         titles,
         runs: run_log.clone(),
         encoder: Arc::new(WireEncoder),
+        lease: config.run_lease,
+        interrupt: tokio_util::sync::CancellationToken::new(),
     });
     let notifier = Notifier::default();
     let tree = TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone());
     Ok(AppState {
         auth: Arc::new(Authenticator::new(verifier, auth_failures, store.clone())),
         conversations: ConversationService::new(store.clone()),
-        runs: RunService::new(store.clone(), run_log, streams),
+        runs: RunService::new(store.clone(), run_log, control, Arc::new(WireEncoder)),
         transfer: TransferService::new(store.clone(), tree.clone(), config.openai.model.clone()),
         tree,
         embeddings: EmbeddingService::new(
@@ -192,6 +150,16 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
 
 /// The most events kept of one run (a run of more chunks is resumed with a snapshot).
 const RUN_EVENTS_CAP: usize = 100_000;
+
+/// The runs' event logs: this process's, and with Redis the shared one.
+async fn run_log(config: &Config) -> Result<RunLog, StartupError> {
+    let (ttl, cap) = (config.run_events_ttl, RUN_EVENTS_CAP);
+    let shared = match &config.redis_url {
+        Some(url) => Some(RedisLog::connect(url.expose_secret(), cap, ttl).await?),
+        None => None,
+    };
+    Ok(RunLog::new(LocalLog::new(ttl, cap), shared))
+}
 
 /// The per-user rate limiter, the per-IP limiter of failed authentications, and the quotas:
 /// shared through Redis when it is configured.
@@ -302,20 +270,23 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (Socket.IO
     /// connections are closed, streams whose clients left complete and are stored), all
-    /// within `SHUTDOWN_GRACE_SECS`.
+    /// within `SHUTDOWN_GRACE_SECS` of the signal; exchanges still running then are
+    /// interrupted: each stores its partial reply and ends `interrupted`.
     pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let grace = self.state.config.shutdown_grace;
+        let deadline = Arc::new(OnceLock::new());
         let stopping = Arc::new(tokio::sync::Notify::new());
         // Workers run beside the server and stop taking jobs as soon as shutdown begins.
         let workers = crate::jobs::start_workers(&self.state);
         let signal = {
             let (stopping, gateway) = (stopping.clone(), self.gateway.clone());
-            let workers_stopping = workers.stopping();
+            let (workers_stopping, deadline) = (workers.stopping(), deadline.clone());
             async move {
                 shutdown.await;
+                let _ = deadline.set(Instant::now() + grace);
                 workers_stopping.cancel();
                 stopping.notify_one();
                 // Long-lived WebSocket connections would otherwise hold the server open.
@@ -342,20 +313,40 @@ impl Application {
                 tracing::warn!("shutdown: connections still open after the grace period; closing them");
             }
         }
+        let until = deadline
+            .get()
+            .copied()
+            .unwrap_or_else(|| Instant::now() + grace);
+        let left = || until.saturating_duration_since(Instant::now());
         // Active jobs finish (or are handed over) within the grace period.
-        workers.shutdown(grace).await;
+        workers.shutdown(left()).await;
         // Streams whose clients left are still being generated and stored: let them finish.
         let tasks = &self.state.tasks;
         tasks.close();
-        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        if tokio::time::timeout(left(), tasks.wait()).await.is_err() {
             tracing::warn!(
                 remaining = tasks.len(),
-                "shutdown: background work did not finish in time"
+                "shutdown: exchanges still running after the grace period: interrupting them"
             );
+            self.state.chat.interrupt_all();
+            if tokio::time::timeout(INTERRUPT_WAIT, tasks.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    remaining = tasks.len(),
+                    "shutdown: background work did not finish in time"
+                );
+            }
         }
+        // The last events of the runs reach the shared log before the process goes.
+        self.state.runs.log().flush().await;
         Ok(())
     }
 }
+
+/// How long interrupted exchanges get to store their partial replies at shutdown.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(3);
 
 /// `palaver worker`: job workers only, until `shutdown`, then a bounded drain. Job events
 /// reach users through the gateway's adapter (with Redis, on whichever instance they are

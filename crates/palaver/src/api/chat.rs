@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
@@ -17,6 +18,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::ApiJson;
+use super::sse::sse_event;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::protocol::ChatRequest;
@@ -76,22 +78,59 @@ impl From<&ChatOutcome> for ChatResponse {
     }
 }
 
-/// Send a message and get the reply; with `stream: true`, a server-sent event stream.
+/// Send a message and get the reply; with `stream: true`, a server-sent event stream. With an
+/// `Idempotency-Key` header (or `clientRequestId`) that an earlier request of the caller
+/// used, nothing new is started: the earlier run answers (its stored reply, or its events
+/// from the first), with `Idempotent-Replayed: true`.
 #[utoipa::path(post, path = "/ai/chat", tag = "chat", request_body = ChatRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The client's key of this request, 1 to 200 visible ASCII characters")),
     responses(
         (status = 200, description = "The reply (or an event stream with `stream: true`)", body = ChatResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 502, body = ErrorBody), (status = 504, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody),
     ))]
 async fn chat(
     State(state): State<AppState>,
     user: AuthUser,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let streaming = body.stream.unwrap_or(false);
-    let input = body.into_input();
+    let mut input = body.into_input();
+    if let Some(key) = idempotency_key(&headers)? {
+        input.client_request_id = Some(key);
+    }
+    // Sent again with the key of an earlier request: the run that one started answers.
+    if let Some(run) = state.chat.keyed_run(&user.id, &input).await? {
+        let mut response = if streaming {
+            super::sse::events_response(&state, &user.id, run.id, 0).await?
+        } else {
+            let outcome = state.chat.outcome_of(&user.id, run).await?;
+            Json(ChatResponse::from(&outcome)).into_response()
+        };
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(response);
+    }
     answer(&state, &user, input, ExchangeOptions::default(), streaming).await
+}
+
+/// The `Idempotency-Key` header: 1 to 200 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if (1..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(ApiError::validation(
+            "Idempotency-Key",
+            "must be 1 to 200 visible ASCII characters",
+        )),
+    }
 }
 
 /// Runs an exchange and answers it: in one piece ([`ChatResponse`]), or streamed.
@@ -138,15 +177,6 @@ async fn stream_chat(
                 .text("keep-alive"),
         )
         .into_response())
-}
-
-/// A run's event as SSE: `id` its sequence number (a reconnecting client sends it back as
-/// `Last-Event-ID`), `event` its name, `data` its payload.
-pub(super) fn sse_event(logged: &Logged) -> Event {
-    Event::default()
-        .id(logged.seq.to_string())
-        .event(logged.name)
-        .data(logged.data.get())
 }
 
 /// Forwards pipeline events into the SSE response.

@@ -11,6 +11,7 @@ mod jobs;
 mod messages;
 mod rate;
 mod runs;
+mod sse;
 mod transfer;
 mod usage;
 

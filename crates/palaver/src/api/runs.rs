@@ -1,24 +1,18 @@
 //! Runs over REST: their state, their events (replayed after a cursor, then live, as
 //! server-sent events) and stopping one.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::chat::sse_event;
 use super::extract::{ApiQuery, IdPath};
+use super::sse::events_response;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
-use crate::protocol::runs::{EventsQuery, RUN_SNAPSHOT, RunDto, RunList, RunQuery, RunSnapshotDto};
-use crate::service::chat::runs::{Read, RunEvents, RunSnapshot};
+use crate::protocol::runs::{EventsQuery, RunDto, RunList, RunQuery, RunSnapshotDto};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -80,47 +74,7 @@ async fn run_events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let after = query.after.or(last_event_id).unwrap_or(0);
-    let keep_alive = KeepAlive::new()
-        .interval(Duration::from_secs(15))
-        .text("keep-alive");
-    let events = match state.runs.events(&user.id, id, after).await? {
-        RunEvents::Snapshot(snapshot) => {
-            let event = snapshot_event(*snapshot);
-            let once = futures::stream::once(async move { Ok::<_, Infallible>(event) });
-            return Ok(Sse::new(once).keep_alive(keep_alive).into_response());
-        }
-        RunEvents::Log(reader) => reader,
-    };
-    let runs = state.runs.clone();
-    let (user_id, run_id) = (user.id.clone(), id);
-    let stream = futures::stream::unfold(events, |mut reader| async move {
-        reader.next().await.map(|read| (read, reader))
-    })
-    .then(move |read| {
-        let (runs, user_id) = (runs.clone(), user_id.clone());
-        async move {
-            let event = match read {
-                Read::Event(logged) => sse_event(&logged),
-                Read::Gap => match runs.get(&user_id, run_id).await {
-                    Ok(run) => match runs.snapshot(run).await {
-                        Ok(snapshot) => snapshot_event(snapshot),
-                        Err(_) => Event::default().comment("snapshot unavailable"),
-                    },
-                    Err(_) => Event::default().comment("snapshot unavailable"),
-                },
-            };
-            Ok::<_, Infallible>(event)
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
-}
-
-fn snapshot_event(snapshot: RunSnapshot) -> Event {
-    let payload = RunSnapshotDto::from(snapshot);
-    Event::default()
-        .event(RUN_SNAPSHOT)
-        .json_data(&payload)
-        .unwrap_or_default()
+    events_response(&state, &user.id, id, after).await
 }
 
 /// Stop a live run: the upstream call is cancelled, the partial reply stored, and the run

@@ -76,6 +76,9 @@ pub struct Config {
     /// How long a streamed run's events stay readable after it ends (`RUN_EVENTS_TTL_SECS`,
     /// default 3600), for clients that resume.
     pub run_events_ttl: Duration,
+    /// How long a live run's producer holds it without renewing (`RUN_LEASE_SECS`, default
+    /// 15): a run whose lease expires lost its instance and is marked `interrupted`.
+    pub run_lease: Duration,
     pub body_limit_bytes: usize,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
@@ -141,6 +144,11 @@ impl Config {
                 &["RUN_EVENTS_TTL_SECS"],
                 3600,
                 1..=7 * 86_400,
+            )?)),
+            run_lease: Duration::from_secs(u64::from(env.parse_range(
+                &["RUN_LEASE_SECS"],
+                15,
+                2..=3600,
             )?)),
             body_limit_bytes: env.parse_range(
                 &["BODY_LIMIT_BYTES"],

@@ -18,6 +18,7 @@ use crate::protocol::{ChatRequest, from_value};
 use crate::service::chat::runs::Logged;
 use crate::service::{ChatEvent, ChatInput, ChatSink, ExchangeOptions, Regeneration};
 use crate::state::AppState;
+use crate::store::Run;
 
 /// Why a handshake was refused, as the client's `connect_error` gets it: `err.message` is
 /// `"unauthorized"` for any token problem (what the old module's clients test for before
@@ -153,6 +154,14 @@ async fn chat_start<A: Adapter>(
     else {
         return;
     };
+    let input = request.into_input();
+    // Sent again with the `clientRequestId` of an earlier start: that run's events, from the
+    // first, instead of a new exchange.
+    match state.chat.keyed_run(&user.id, &input).await {
+        Ok(Some(run)) => return attach(socket, ack, &state, user, run, connection).await,
+        Ok(None) => {}
+        Err(error) => return refuse(&socket, ack, error.into(), None),
+    }
     let start = Start {
         socket,
         ack,
@@ -160,9 +169,29 @@ async fn chat_start<A: Adapter>(
         user,
         connection,
     };
-    start
-        .run(request.into_input(), ExchangeOptions::default())
-        .await;
+    start.run(input, ExchangeOptions::default()).await;
+}
+
+/// Answers a start with the run an earlier one (same `clientRequestId`) started: the ack
+/// names it (`attached: true`), then its events follow from the first.
+async fn attach<A: Adapter>(
+    socket: SocketRef<A>,
+    ack: AckSender<A>,
+    state: &AppState,
+    user: AuthUser,
+    run: Run,
+    connection: Connection,
+) {
+    let events = match state.runs.events(&user.id, run.id, 0).await {
+        Ok(events) => events,
+        Err(error) => return refuse(&socket, ack, error.into(), Some(run.conversation_id)),
+    };
+    let _ = ack.send(&json!({
+        "conversationId": run.conversation_id,
+        "runId": run.id,
+        "attached": true,
+    }));
+    super::resume::follow(socket, state, user.id, run.id, events, connection);
 }
 
 /// Counts a metered event against the rate limit and reads its payload; a refusal answers
@@ -302,6 +331,7 @@ async fn chat_stop(
             }
         },
     };
-    let stopped = state.admission.streams().stop(&user.id, conversation_id);
+    // Here and, with Redis, on the instance that produces the stream.
+    let stopped = state.runs.control().stop(&user.id, conversation_id).await;
     tracing::debug!(user = %user.id, stopped, "chat:stop");
 }

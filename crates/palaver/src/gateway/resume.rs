@@ -40,8 +40,8 @@ pub(super) async fn chat_resume<A: Adapter>(
         Ok(request) => request,
         Err(error) => return refuse(&socket, ack, error),
     };
-    let runs = state.runs.clone();
-    let events = match runs
+    let events = match state
+        .runs
         .events(&user.id, request.run_id, request.after_seq.unwrap_or(0))
         .await
     {
@@ -49,6 +49,19 @@ pub(super) async fn chat_resume<A: Adapter>(
         Err(error) => return refuse(&socket, ack, error.into()),
     };
     let _ = ack.send(&json!({"runId": request.run_id}));
+    follow(socket, &state, user.id, request.run_id, events, connection);
+}
+
+/// Sends a run's events (or its snapshot) to the connection, to the run's end or the
+/// connection's.
+pub(super) fn follow<A: Adapter>(
+    socket: SocketRef<A>,
+    state: &AppState,
+    user_id: String,
+    run_id: Uuid,
+    events: RunEvents,
+    connection: Connection,
+) {
     let mut reader = match events {
         RunEvents::Snapshot(snapshot) => {
             let _ = socket.emit(RUN_SNAPSHOT, &RunSnapshotDto::from(*snapshot));
@@ -56,7 +69,7 @@ pub(super) async fn chat_resume<A: Adapter>(
         }
         RunEvents::Log(reader) => reader,
     };
-    let (user_id, run_id) = (user.id, request.run_id);
+    let runs = state.runs.clone();
     state.tasks.spawn(async move {
         loop {
             let read = tokio::select! {

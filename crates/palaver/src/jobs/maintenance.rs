@@ -1,7 +1,8 @@
 //! Housekeeping beside the workers: finished jobs older than `JOB_RETENTION_DAYS` and usage
 //! records older than `USAGE_RETENTION_DAYS` are deleted, hourly, in batches (every process
 //! does it; deleting the oldest rows is idempotent). Usage totals and quotas read the rollup,
-//! which keeps what pruned records counted.
+//! which keeps what pruned records counted. Runs whose producer died (their lease expired)
+//! are marked `interrupted`, every half lease.
 
 use std::time::Duration;
 
@@ -69,6 +70,24 @@ pub(super) async fn sweep(state: AppState, stop: CancellationToken) {
                     Err(err) => tracing::warn!(error = %err, "usage: could not prune old records"),
                 }
             }
+        }
+    }
+}
+
+/// Marks the runs whose lease expired `interrupted`, every half `RUN_LEASE_SECS`, until
+/// `stop` (every process does it; the store marks each run once).
+pub(super) async fn sweep_runs(state: AppState, stop: CancellationToken) {
+    let period = (state.config.run_lease / 2).max(Duration::from_millis(500));
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => match state.runs.interrupt_expired().await {
+                Ok(0) => {}
+                Ok(runs) => tracing::warn!(runs, "runs: producers gone (lease expired): marked interrupted"),
+                Err(err) => tracing::warn!(error = %err, "runs: could not sweep expired leases"),
+            },
         }
     }
 }

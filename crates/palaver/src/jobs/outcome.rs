@@ -40,11 +40,13 @@ pub(super) fn is_transient(error: &ServiceError) -> bool {
         ServiceError::RateLimited { .. } | ServiceError::Limits(_) | ServiceError::Queue(_) => true,
         ServiceError::Store(StoreError::NotFound) => false,
         ServiceError::Store(_) => true,
-        // The lease was lost: the job's new holder decides.
-        ServiceError::Cancelled => true,
+        // The lease was lost: the job's new holder decides. An attempt cut by shutdown runs
+        // again elsewhere.
+        ServiceError::Cancelled | ServiceError::Interrupted => true,
         // A row that cannot be read, or a bug: another attempt would meet it again.
         ServiceError::Corrupt(_) | ServiceError::Internal(_) => false,
         ServiceError::NotFound(_)
+        | ServiceError::KeyReused(_)
         | ServiceError::Invalid { .. }
         | ServiceError::QuotaExceeded { .. } => false,
     }

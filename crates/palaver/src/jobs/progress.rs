@@ -87,6 +87,7 @@ mod tests {
             data: serde_json::value::RawValue::from_string("{}".to_owned())
                 .unwrap()
                 .into(),
+            last: false,
         };
         sink.emit(ChatEvent::UserMessage(&message), &logged);
         assert_eq!(*rx.borrow(), 10);

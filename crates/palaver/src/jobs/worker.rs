@@ -90,6 +90,7 @@ pub fn start_workers(state: &AppState) -> Workers {
         );
     }
     tasks.spawn(super::maintenance::sweep(state.clone(), stop.clone()));
+    tasks.spawn(super::maintenance::sweep_runs(state.clone(), stop.clone()));
     Workers { stop, tasks }
 }
 

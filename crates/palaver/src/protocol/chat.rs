@@ -36,6 +36,11 @@ pub struct ChatRequest {
     /// Answer as `text/event-stream` with the Socket.IO event names.
     #[garde(skip)]
     pub stream: Option<bool>,
+    /// The client's key of this request (as the `Idempotency-Key` header, which takes
+    /// precedence): a retry with the same key, by the same user, attaches to the run the
+    /// first one started instead of starting (and paying for) another. 1 to 200 characters.
+    #[garde(length(min = 1, max = 200))]
+    pub client_request_id: Option<String>,
     /// Sent by old clients; ignored (identity comes from the token).
     #[garde(skip)]
     #[schema(value_type = Option<String>, deprecated)]
@@ -60,6 +65,7 @@ impl ChatRequest {
             max_tokens: self.max_tokens,
             temperature: self.temperature,
             system_prompt: self.system_prompt,
+            client_request_id: self.client_request_id,
         }
     }
 }

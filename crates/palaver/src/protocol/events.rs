@@ -55,6 +55,10 @@ impl EventEncoder for WireEncoder {
     fn error_code(&self, failure: &ChatFailure) -> &'static str {
         ApiError::from(&failure.error).code()
     }
+
+    fn names(&self) -> &'static [&'static str] {
+        &[CONVERSATION, USER_MESSAGE, MESSAGE, END, ERROR, STOPPED]
+    }
 }
 
 /// A payload serialized once, as the JSON every transport sends.

@@ -35,6 +35,13 @@ pub enum ServiceError {
     /// The exchange was given up (a job whose lease was lost): nothing more is stored.
     #[error("the exchange was given up")]
     Cancelled,
+    /// The exchange's instance is shutting down (past `SHUTDOWN_GRACE_SECS`), or its run was
+    /// taken for lost: it ended `interrupted`, its partial reply stored.
+    #[error("the exchange was interrupted")]
+    Interrupted,
+    /// A request's key (`Idempotency-Key`) names a run it cannot attach to.
+    #[error("{0}")]
+    KeyReused(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]

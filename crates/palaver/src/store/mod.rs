@@ -24,7 +24,7 @@ use crate::config::DatabaseConfig;
 
 pub use jobs::{JobStore, JobStoreError, JobStoreResult};
 pub use postgres::{PgJobStore, PgStore};
-pub use runs::{Run, RunEnd, RunStatus};
+pub use runs::{Checkpoint, Run, RunEnd, RunStatus, RunStore};
 pub use search::{
     MARK_END, MARK_START, SearchBounds, SearchHit, SearchPage, SearchQuery, SnippetPart,
     owner_token,
@@ -90,7 +90,7 @@ pub async fn connect(config: &DatabaseConfig, pool_size: u32) -> StoreResult<Bac
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RunStore {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 
@@ -259,21 +259,6 @@ pub trait Store: Send + Sync + 'static {
         run_id: Uuid,
         end: &RunEnd,
     ) -> StoreResult<()>;
-
-    /// Records how a run ended (and clears its conversation's `active_run_id`); false when
-    /// there is no such run, or it has ended already.
-    async fn finish_run(&self, id: Uuid, end: &RunEnd) -> StoreResult<bool>;
-
-    /// A run of `user_id`.
-    async fn get_run(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Run>>;
-
-    /// The user's newest `limit` runs (of one status when given), newest first.
-    async fn list_runs(
-        &self,
-        user_id: &str,
-        status: Option<RunStatus>,
-        limit: u64,
-    ) -> StoreResult<Vec<Run>>;
 
     /// Records usage that is not tied to a stored message (embeddings, failed calls).
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;

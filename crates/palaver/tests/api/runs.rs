@@ -13,7 +13,7 @@ use crate::support::db::{Backend, backends};
 use crate::support::node::SocketDriver;
 
 /// Palaver on mock-llm streaming `tokens_per_sec`.
-async fn spawn(backend: Backend, tokens_per_sec: f64) -> (TestApp, MockLlm) {
+pub(crate) async fn spawn(backend: Backend, tokens_per_sec: f64) -> (TestApp, MockLlm) {
     let mock = MockLlm::start(MockConfig {
         tokens_per_sec: Some(tokens_per_sec),
         ..MockConfig::default()
@@ -29,10 +29,10 @@ async fn spawn(backend: Backend, tokens_per_sec: f64) -> (TestApp, MockLlm) {
 }
 
 /// An SSE event: `(id, name, payload)`.
-type Sse = (Option<u64>, String, Value);
+pub(crate) type Sse = (Option<u64>, String, Value);
 
 /// Parses complete SSE frames (comments and keep-alives left out).
-fn frames(text: &str) -> Vec<Sse> {
+pub(crate) fn frames(text: &str) -> Vec<Sse> {
     let mut out = Vec::new();
     for frame in text.split("\n\n") {
         let (mut id, mut name, mut data) = (None, None, String::new());
@@ -53,7 +53,10 @@ fn frames(text: &str) -> Vec<Sse> {
 }
 
 /// Reads an SSE response until `enough` holds for the events so far (or it ends).
-async fn read_until(response: reqwest::Response, enough: impl Fn(&[Sse]) -> bool) -> Vec<Sse> {
+pub(crate) async fn read_until(
+    response: reqwest::Response,
+    enough: impl Fn(&[Sse]) -> bool,
+) -> Vec<Sse> {
     let mut body = response.bytes_stream();
     let mut text = String::new();
     loop {
@@ -70,7 +73,7 @@ async fn read_until(response: reqwest::Response, enough: impl Fn(&[Sse]) -> bool
     }
 }
 
-fn ended(events: &[Sse]) -> bool {
+pub(crate) fn ended(events: &[Sse]) -> bool {
     events.iter().any(|(_, n, _)| {
         matches!(
             n.as_str(),
@@ -79,7 +82,7 @@ fn ended(events: &[Sse]) -> bool {
     })
 }
 
-fn chunks(events: &[Sse]) -> String {
+pub(crate) fn chunks(events: &[Sse]) -> String {
     events
         .iter()
         .filter(|(_, n, _)| n == "chat:message")
@@ -87,7 +90,7 @@ fn chunks(events: &[Sse]) -> String {
         .collect()
 }
 
-async fn open_stream(app: &TestApp, user: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn open_stream(app: &TestApp, user: &str, body: Value) -> reqwest::Response {
     app.client
         .post(format!("{}/api/v1/ai/chat", app.base))
         .bearer_auth(app.token(user))
@@ -97,7 +100,7 @@ async fn open_stream(app: &TestApp, user: &str, body: Value) -> reqwest::Respons
         .unwrap()
 }
 
-async fn resume(
+pub(crate) async fn resume(
     app: &TestApp,
     user: &str,
     run: &str,
@@ -114,7 +117,7 @@ async fn resume(
     req.send().await.unwrap()
 }
 
-async fn get(app: &TestApp, user: &str, path: &str) -> Value {
+pub(crate) async fn get(app: &TestApp, user: &str, path: &str) -> Value {
     let r = app
         .request(
             Method::GET,

@@ -40,7 +40,12 @@ async fn stored_messages(app: &TestApp, user: &str, conversation: &str) -> Vec<V
 async fn wait_for_messages(app: &TestApp, user: &str, conversation: &str, n: usize) -> Vec<Value> {
     for _ in 0..200 {
         let messages = stored_messages(app, user, conversation).await;
-        if messages.len() >= n {
+        // A reply still streaming is stored too (checkpointed about once a second): wait for
+        // its end.
+        let streaming = messages
+            .last()
+            .is_some_and(|m| m["metadata"]["streaming"] == true);
+        if messages.len() >= n && !streaming {
             return messages;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

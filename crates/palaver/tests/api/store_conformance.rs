@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::support::db::{Backend, TestDb, backends};
 
-async fn open(backend: Backend) -> (Arc<dyn Store>, TestDb) {
+pub(crate) async fn open(backend: Backend) -> (Arc<dyn Store>, TestDb) {
     let db = TestDb::new(backend).await;
     let store: Arc<dyn Store> = match backend {
         Backend::Sqlite => Arc::new(SqliteStore::connect(&db.url()).await.unwrap()),
@@ -24,7 +24,7 @@ async fn open(backend: Backend) -> (Arc<dyn Store>, TestDb) {
     (store, db)
 }
 
-fn new_conversation(user: &str, title: &str, at: store::Timestamp) -> NewConversation {
+pub(crate) fn new_conversation(user: &str, title: &str, at: store::Timestamp) -> NewConversation {
     NewConversation {
         id: Uuid::new_v4(),
         user_id: user.to_owned(),
@@ -36,7 +36,12 @@ fn new_conversation(user: &str, title: &str, at: store::Timestamp) -> NewConvers
     }
 }
 
-fn message(conversation: Uuid, role: Role, content: &str, at: store::Timestamp) -> Message {
+pub(crate) fn message(
+    conversation: Uuid,
+    role: Role,
+    content: &str,
+    at: store::Timestamp,
+) -> Message {
     Message {
         id: Uuid::new_v4(),
         conversation_id: conversation,
@@ -51,7 +56,7 @@ fn message(conversation: Uuid, role: Role, content: &str, at: store::Timestamp) 
     }
 }
 
-fn usage(
+pub(crate) fn usage(
     user: &str,
     conversation: Option<Uuid>,
     model: &str,

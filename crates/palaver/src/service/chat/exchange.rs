@@ -1,41 +1,25 @@
 //! One exchange, step by step: decide the turn (model, context, ids), store the user message
 //! while the provider is asked, receive the answer, conclude (store the reply and its usage).
 
+use std::sync::OnceLock;
+
 use serde_json::json;
 use uuid::Uuid;
 
+use super::attach::begin_error;
 use super::context::build_context;
 use super::scope::{JobScope, job_reply_id, tag};
 use super::stream::{Answer, Mode, receive};
+use super::turn::Turn;
 use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService, Place};
 use super::{ExchangeOptions, NewConversationInput};
+use crate::providers::ChatRequest;
 use crate::providers::tokens;
-use crate::providers::{ChatRequest, Provider};
 use crate::service::ServiceError;
 use crate::store::{self, Conversation, Message, Role, StoreError};
 
 /// How many stored messages are considered for the context before trimming by tokens.
 const HISTORY_WINDOW: u64 = 500;
-
-/// An exchange ready to ask the provider: everything is decided, nothing is sent yet.
-pub(super) struct Turn<'a> {
-    pub run_id: Uuid,
-    pub conversation: Conversation,
-    pub created: bool,
-    /// The message the reply answers: new (stored by this exchange), or already stored (a
-    /// regenerate, a job's retry).
-    pub user_message: Message,
-    pub new_user_message: bool,
-    /// The model asked for (the request's, else the conversation's, else the default).
-    pub requested: &'a str,
-    /// The model that really answers (the mock says so rather than pretending to be gpt-4).
-    pub model: String,
-    pub provider: &'a Provider,
-    pub request: ChatRequest,
-    pub counted_prompt: u32,
-    pub reply_id: Uuid,
-    pub scope: Option<JobScope>,
-}
 
 impl ChatService {
     /// Runs an admitted exchange to its end, then releases its conversation.
@@ -120,6 +104,8 @@ impl ChatService {
         } else {
             requested.to_owned()
         };
+        // A job is idempotent by its own id (each attempt is a run of its own).
+        let request_key = input.client_request_id.clone().filter(|_| scope.is_none());
         let max_tokens = input.max_tokens.unwrap_or(self.defaults.max_tokens);
         let temperature = input.temperature.unwrap_or(self.defaults.temperature);
         let system_prompt = input
@@ -129,20 +115,8 @@ impl ChatService {
         let (user_message, new_user_message) = match place {
             Place::Reply(stored) => (stored, false),
             Place::After(parent_id) => {
-                let mut metadata = json!({});
-                tag(&mut metadata, scope.as_ref());
-                let message = Message {
-                    id: Uuid::now_v7(),
-                    conversation_id: conversation.id,
-                    parent_id,
-                    role: Role::User,
-                    tokens: tokens::count_text(&model, &input.message) as i64,
-                    content: input.message,
-                    model: None,
-                    metadata,
-                    created_at: store::now(),
-                    edited_at: None,
-                };
+                let mut message = user_message(&conversation, parent_id, &model, input.message);
+                tag(&mut message.metadata, scope.as_ref());
                 (message, true)
             }
         };
@@ -175,6 +149,8 @@ impl ChatService {
             counted_prompt,
             reply_id,
             scope,
+            request_key,
+            checkpointed: OnceLock::new(),
         })
     }
 
@@ -217,7 +193,12 @@ impl ChatService {
         turn: &Turn<'_>,
         mode: Mode<'_>,
     ) -> Result<Answer, ServiceError> {
-        let stored = self.store_user_message(user_id, turn);
+        let keyed = turn.request_key.is_some();
+        let stored = async {
+            self.store_user_message(user_id, turn)
+                .await
+                .map_err(|e| begin_error(keyed, e))
+        };
         let Mode::Stream { sink, cancel } = mode else {
             let answered = alongside(stored, turn.provider.chat(&turn.request)).await?;
             return Ok(match answered {
@@ -232,8 +213,9 @@ impl ChatService {
         let started = async {
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => None,
-                started = turn.provider.chat_stream(&turn.request) => Some(started),
+                () = cancel.cancelled() => Err(false),
+                () = self.interrupt.cancelled() => Err(true),
+                started = turn.provider.chat_stream(&turn.request) => Ok(started),
             }
         };
         let started = alongside(stored, started).await?;
@@ -243,13 +225,14 @@ impl ChatService {
         }
         sink.emit(ChatEvent::UserMessage(&turn.user_message));
         Ok(match started {
-            None => Answer::Stopped {
+            Err(false) => Answer::Stopped {
                 content: String::new(),
             },
-            Some(Err(err)) => Answer::Failed(err),
-            Some(Ok(stream)) => {
-                receive(stream, sink, cancel, turn.conversation.id, turn.reply_id).await
-            }
+            Err(true) => Answer::Interrupted {
+                content: String::new(),
+            },
+            Ok(Err(err)) => Answer::Failed(err),
+            Ok(Ok(stream)) => receive(self, turn, stream, sink, cancel).await,
         })
     }
 }
@@ -261,6 +244,27 @@ struct Draft {
     place: Place,
     input: ChatInput,
     run_id: Uuid,
+}
+
+/// The new user message of an exchange, after `parent_id`.
+fn user_message(
+    conversation: &Conversation,
+    parent_id: Option<Uuid>,
+    model: &str,
+    content: String,
+) -> Message {
+    Message {
+        id: Uuid::now_v7(),
+        conversation_id: conversation.id,
+        parent_id,
+        role: Role::User,
+        tokens: tokens::count_text(model, &content) as i64,
+        content,
+        model: None,
+        metadata: json!({}),
+        created_at: store::now(),
+        edited_at: None,
+    }
 }
 
 /// Drafts the conversation of an exchange that names none.
@@ -277,10 +281,10 @@ pub(super) fn untitled(input: &ChatInput) -> NewConversationInput {
 /// outcome once both are done. When the write fails, the call is dropped at once (which
 /// closes its upstream connection: no reply is generated, and paid for, that could not be
 /// stored); when the call ends first, the write is still awaited.
-pub(super) async fn alongside<T>(
-    store: impl Future<Output = Result<(), StoreError>>,
+pub(super) async fn alongside<T, E>(
+    store: impl Future<Output = Result<(), E>>,
     call: impl Future<Output = T>,
-) -> Result<T, StoreError> {
+) -> Result<T, E> {
     tokio::pin!(store, call);
     tokio::select! {
         stored = &mut store => {

@@ -9,6 +9,7 @@
 //! client that goes away does not lose the reply. The first reply of an untitled
 //! conversation queues its `generate-title` job (`AUTO_TITLE`).
 
+mod attach;
 mod context;
 mod exchange;
 mod reply;
@@ -16,11 +17,14 @@ mod run;
 pub mod runs;
 mod scope;
 mod stream;
+mod turn;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
@@ -53,6 +57,10 @@ pub struct ChatInput {
     pub temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// The client's key of this request (`Idempotency-Key`, `clientRequestId`): a retry with
+    /// the same key attaches to the run it started instead of starting another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
 }
 
 /// What the pipeline tells a transport, in order: the conversation (when created), the
@@ -202,6 +210,11 @@ pub struct ChatParts {
     pub runs: Arc<RunLog>,
     /// How events are encoded (the protocol layer's wire form).
     pub encoder: Arc<dyn EventEncoder>,
+    /// How long a run's producer holds it without renewing (`RUN_LEASE_SECS`).
+    pub lease: Duration,
+    /// Cancelled when this process gives up its exchanges still running (shutdown, past
+    /// `SHUTDOWN_GRACE_SECS`): they end `interrupted`, their partial replies stored.
+    pub interrupt: CancellationToken,
 }
 
 impl std::ops::Deref for ChatService {
@@ -227,6 +240,12 @@ impl ChatService {
         &self.defaults
     }
 
+    /// Gives up the exchanges still running in this process (shutdown past its grace): each
+    /// stores its partial reply and ends `interrupted`.
+    pub fn interrupt_all(&self) {
+        self.interrupt.cancel();
+    }
+
     /// One exchange, answered in one piece. It runs in a tracked task of its own: a client
     /// that goes away mid-call does not cancel it, so the reply (or the failure) and its
     /// usage are still stored.
@@ -241,10 +260,18 @@ impl ChatService {
         let user = user_id.to_owned();
         self.tasks
             .spawn(async move {
-                let run_id = admitted.run_id;
-                let result = chat
-                    .exchange(&user, admitted, input, options, stream::Mode::Plain)
-                    .await;
+                let (run_id, conversation_id) = (admitted.run_id, admitted.conversation.id);
+                let exchange = chat.exchange(&user, admitted, input, options, stream::Mode::Plain);
+                let interruptible = async {
+                    tokio::select! {
+                        result = exchange => result,
+                        () = chat.interrupt.cancelled() => Err(ChatFailure {
+                            error: ServiceError::Interrupted,
+                            conversation_id: Some(conversation_id),
+                        }),
+                    }
+                };
+                let result = chat.leased(run_id, interruptible).await;
                 chat.end_run(run_id, &result, 0).await;
                 result
             })

@@ -3,14 +3,16 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::exchange::Turn;
 use super::scope::tag;
 use super::stream::Answer;
+use super::turn::Turn;
 use super::{ChatOutcome, ChatService};
 use crate::providers::tokens;
 use crate::providers::{ProviderError, Usage};
 use crate::service::{DEFAULT_TITLE, ServiceError};
-use crate::store::{self, Message, Role, RunEnd, RunStatus, StoreError, UsageRecord};
+use crate::store::{
+    self, Checkpoint, Message, Role, RunEnd, RunStatus, StoreError, Timestamp, UsageRecord,
+};
 
 impl ChatService {
     /// Stores what the provider gave: the reply (complete, stopped, or the partial text of a
@@ -29,6 +31,11 @@ impl ChatService {
                 reported,
             } => (content, finish_reason, reported, false),
             Answer::Stopped { content } => (content, "stopped".to_owned(), None, true),
+            Answer::Interrupted { content } => {
+                self.store_interrupted(user_id, &turn, &content, last_seq)
+                    .await?;
+                return Err(ServiceError::Interrupted);
+            }
             Answer::Failed(err) => return Err(self.upstream_failed(user_id, &turn, err).await),
             Answer::Broken { content, error } => {
                 // Keep what arrived: the partial reply is stored, then the failure reported.
@@ -46,7 +53,11 @@ impl ChatService {
             }
         };
         let usage = self.usage_of(&turn, &content, reported);
-        let mut metadata = json!({"finishReason": finish_reason, "provider": turn.provider.name()});
+        let mut metadata = json!({
+            "finishReason": finish_reason,
+            "provider": turn.provider.name(),
+            "usage": {"promptTokens": usage.prompt_tokens, "completionTokens": usage.completion_tokens},
+        });
         if stopped {
             metadata["stopped"] = json!(true);
         }
@@ -76,6 +87,90 @@ impl ChatService {
             usage,
             stopped,
         })
+    }
+
+    /// Stores the partial reply of an interrupted exchange (when there is one) with the end of
+    /// its run, `interrupted`.
+    async fn store_interrupted(
+        &self,
+        user_id: &str,
+        turn: &Turn<'_>,
+        content: &str,
+        last_seq: u64,
+    ) -> Result<(), ServiceError> {
+        if content.is_empty() && turn.checkpointed.get().is_none() {
+            return Ok(());
+        }
+        let usage = self.usage_of(turn, content, None);
+        let metadata =
+            json!({"partial": true, "interrupted": true, "provider": turn.provider.name()});
+        let end = RunEnd {
+            status: RunStatus::Interrupted,
+            last_seq: i64::try_from(last_seq).unwrap_or(i64::MAX),
+            error_code: Some("interrupted".to_owned()),
+            at: store::now(),
+        };
+        match self
+            .store_reply(user_id, turn, content, usage, metadata, Some(end))
+            .await
+        {
+            Ok(_) | Err(ServiceError::Cancelled) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes the reply's text so far to its row (inserted the first time), with the run's
+    /// progress and a renewed lease; false when the run is no longer live (taken for lost).
+    /// A failed write is logged: the next one, or the last, catches up.
+    pub(super) async fn checkpoint(&self, turn: &Turn<'_>, content: String, last_seq: u64) -> bool {
+        let first = turn.checkpointed.get().is_none();
+        let at = turn.checkpointed.get().copied().unwrap_or_else(store::now);
+        let tokens = tokens::count_text(&turn.model, &content) as i64;
+        let metadata =
+            json!({"partial": true, "streaming": true, "provider": turn.provider.name()});
+        let reply = self.reply_message(turn, content, tokens, metadata, at);
+        let checkpoint = Checkpoint {
+            reply: &reply,
+            first,
+            run_id: turn.run_id,
+            last_seq: i64::try_from(last_seq).unwrap_or(i64::MAX),
+            lease_until: self.lease_from(store::now()),
+        };
+        match self.store.checkpoint_reply(&checkpoint).await {
+            Ok(live) => {
+                if live && first {
+                    let _ = turn.checkpointed.set(at);
+                }
+                live
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, run_id = %turn.run_id, "runs: could not checkpoint a reply");
+                true
+            }
+        }
+    }
+
+    /// The reply of `turn`, as stored.
+    fn reply_message(
+        &self,
+        turn: &Turn<'_>,
+        content: String,
+        tokens: i64,
+        metadata: Value,
+        created_at: Timestamp,
+    ) -> Message {
+        Message {
+            id: turn.reply_id,
+            conversation_id: turn.conversation.id,
+            parent_id: Some(turn.user_message.id),
+            role: Role::Assistant,
+            content,
+            tokens,
+            model: Some(turn.model.clone()),
+            metadata,
+            created_at,
+            edited_at: None,
+        }
     }
 
     /// Queues the conversation's title job when this was its first exchange and it is
@@ -123,21 +218,15 @@ impl ChatService {
         mut metadata: Value,
         end: Option<RunEnd>,
     ) -> Result<Message, ServiceError> {
-        let partial = end.as_ref().is_none_or(|e| e.status == RunStatus::Stopped);
+        let partial = end
+            .as_ref()
+            .is_none_or(|e| matches!(e.status, RunStatus::Stopped | RunStatus::Interrupted));
         tag(&mut metadata, turn.scope.as_ref());
         let now = store::now();
-        let reply = Message {
-            id: turn.reply_id,
-            conversation_id: turn.conversation.id,
-            parent_id: Some(turn.user_message.id),
-            role: Role::Assistant,
-            content: content.to_owned(),
-            tokens: i64::from(usage.completion_tokens),
-            model: Some(turn.model.clone()),
-            metadata,
-            created_at: now,
-            edited_at: None,
-        };
+        // A checkpointed reply keeps the time its row was first written.
+        let created_at = turn.checkpointed.get().copied().unwrap_or(now);
+        let tokens = i64::from(usage.completion_tokens);
+        let reply = self.reply_message(turn, content.to_owned(), tokens, metadata, created_at);
         let record = self.usage_record(user_id, turn, "chat", usage, now);
         if let Some(scope) = &turn.scope {
             if partial {
@@ -149,13 +238,18 @@ impl ChatService {
                 return Err(ServiceError::Cancelled);
             }
         }
-        let stored = match &end {
-            Some(end) => {
+        let stored = match (&end, turn.checkpointed.get()) {
+            (end, Some(_)) => {
+                self.store
+                    .replace_reply(&reply, &record, turn.run_id, end.as_ref())
+                    .await
+            }
+            (Some(end), None) => {
                 self.store
                     .end_exchange(&reply, &record, turn.run_id, end)
                     .await
             }
-            None => self.store.append_message(&reply, Some(&record)).await,
+            (None, None) => self.store.append_message(&reply, Some(&record)).await,
         };
         match stored {
             Ok(()) => Ok(reply),

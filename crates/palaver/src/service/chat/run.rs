@@ -1,10 +1,16 @@
-//! The run an exchange is: stored with its user message, ended with its reply (or its failure).
+//! The run an exchange is: stored with its user message, held by a lease while it runs, ended
+//! with its reply (or its failure).
 
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
-use super::exchange::Turn;
-use super::{ChatFailure, ChatOutcome, ChatService};
-use crate::store::{self, Run, RunEnd, RunStatus};
+use super::turn::Turn;
+use super::{ChatFailure, ChatOutcome, ChatService, ServiceError};
+use crate::store::{self, Run, RunEnd, RunStatus, Timestamp};
 
 impl ChatService {
     /// The run of `turn`, in progress.
@@ -19,8 +25,49 @@ impl ChatService {
             status: RunStatus::InProgress,
             last_seq: 0,
             error_code: None,
+            lease_until: Some(self.lease_from(now)),
+            request_key: turn.request_key.clone(),
             created_at: now,
             updated_at: now,
+        }
+    }
+
+    /// Until when a lease taken or renewed at `now` holds.
+    pub(super) fn lease_from(&self, now: Timestamp) -> Timestamp {
+        now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(15))
+    }
+
+    /// Runs `work`, the exchange of run `run_id`, renewing the run's lease every third of it
+    /// meanwhile (a short exchange never does): only a run whose producer is gone sees its
+    /// lease expire. The renewal runs beside the work, never holding it up.
+    pub(super) async fn leased<T>(&self, run_id: Uuid, work: impl Future<Output = T>) -> T {
+        let every = (self.lease / 3).max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tokio::pin!(work);
+        let mut renewing: Option<BoxFuture<'_, ()>> = None;
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                () = async { if let Some(r) = renewing.as_mut() { r.await } }, if renewing.is_some() => {
+                    renewing = None;
+                }
+                _ = tick.tick(), if renewing.is_none() => {
+                    renewing = Some(self.renew(run_id).boxed());
+                }
+            }
+        }
+    }
+
+    async fn renew(&self, run_id: Uuid) {
+        match self
+            .store
+            .renew_run(run_id, self.lease_from(store::now()))
+            .await
+        {
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, %run_id, "runs: could not renew a lease"),
         }
     }
 
@@ -50,8 +97,12 @@ impl ChatService {
         let Err(failure) = result else {
             return;
         };
+        let status = match failure.error {
+            ServiceError::Interrupted => RunStatus::Interrupted,
+            _ => RunStatus::Failed,
+        };
         let end = RunEnd {
-            status: RunStatus::Failed,
+            status,
             last_seq: i64::try_from(last_seq).unwrap_or(i64::MAX),
             error_code: Some(self.encoder.error_code(failure).to_owned()),
             at: store::now(),

@@ -2,12 +2,16 @@
 //! that relays the provider's deltas to the sink.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::turn::Turn;
 use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService, ChatSink};
 use super::{ExchangeOptions, ServiceError};
 use crate::config::DisconnectPolicy;
@@ -33,6 +37,8 @@ pub(super) enum Answer {
     },
     /// Cancelled (`chat:stop`, or the client left under `STREAM_ON_DISCONNECT=stop`).
     Stopped { content: String },
+    /// Given up: this process shuts down, or its run was taken for lost.
+    Interrupted { content: String },
     /// Failed after some text arrived: the partial reply is kept.
     Broken {
         content: String,
@@ -88,7 +94,7 @@ pub(super) fn launch(
             sink: &recorder,
             cancel: &cancel,
         };
-        let run = chat.exchange(&user, admitted, input, options, mode);
+        let run = chat.leased(run_id, chat.exchange(&user, admitted, input, options, mode));
         tokio::pin!(run);
         let result = if chat.on_disconnect == DisconnectPolicy::Stop {
             tokio::select! {
@@ -119,21 +125,45 @@ pub(super) fn launch(
     }
 }
 
-/// Relays the provider's deltas to the sink until the stream ends, fails or is cancelled.
-/// Dropping the stream at the end closes the upstream connection: no more tokens are paid for.
+/// How often the text of a streaming reply is written to its message row.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Relays the provider's deltas to the sink until the stream ends, fails or is cancelled,
+/// and checkpoints the reply about every second meanwhile (not a job's, which stores only its
+/// complete reply), beside the relay. Dropping the stream at the end closes the upstream
+/// connection: no more tokens are paid for.
 pub(super) async fn receive(
+    chat: &ChatService,
+    turn: &Turn<'_>,
     mut stream: ChatStream,
     sink: &RunRecorder,
     cancel: &CancellationToken,
-    conversation_id: Uuid,
-    message_id: Uuid,
 ) -> Answer {
+    let (conversation_id, message_id) = (turn.conversation.id, turn.reply_id);
     let mut content = String::new();
     let mut index = 0u32;
+    let checkpoints = turn.scope.is_none();
+    let mut tick = tokio::time::interval_at(Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let (mut saving, mut saved_len): (Option<BoxFuture<'_, bool>>, usize) = (None, 0);
     let ended = loop {
         let next = tokio::select! {
             biased;
-            () = cancel.cancelled() => return Answer::Stopped { content },
+            () = cancel.cancelled() => break Err(Halt::Stopped),
+            () = chat.interrupt.cancelled() => break Err(Halt::Interrupted),
+            live = async { if let Some(s) = saving.as_mut() { s.await } else { true } }, if saving.is_some() => {
+                saving = None;
+                if !live {
+                    break Err(Halt::Interrupted);
+                }
+                continue;
+            }
+            _ = tick.tick(), if checkpoints && saving.is_none() && content.len() > saved_len => {
+                saved_len = content.len();
+                let text = content.clone();
+                saving = Some(chat.checkpoint(turn, text, sink.last_seq()).boxed());
+                continue;
+            }
             next = stream.next() => next,
         };
         match next {
@@ -151,21 +181,36 @@ pub(super) async fn receive(
                 finish_reason,
                 usage,
             })) => break Ok((finish_reason, usage)),
-            Some(Err(err)) => break Err(err),
+            Some(Err(err)) => break Err(Halt::Failed(err)),
             None => {
-                break Err(ProviderError::StreamCut {
+                break Err(Halt::Failed(ProviderError::StreamCut {
                     detail: "stream ended without a finish event".into(),
-                });
+                }));
             }
         }
     };
+    // A checkpoint under way lands before the reply's last write.
+    if let Some(saving) = saving {
+        saving.await;
+    }
     match ended {
         Ok((finish_reason, reported)) => Answer::Complete {
             content,
             finish_reason,
             reported,
         },
-        Err(error) if content.is_empty() => Answer::Failed(error),
-        Err(error) => Answer::Broken { content, error },
+        Err(Halt::Stopped) => Answer::Stopped { content },
+        Err(Halt::Interrupted) => Answer::Interrupted { content },
+        Err(Halt::Failed(error)) if content.is_empty() && turn.checkpointed.get().is_none() => {
+            Answer::Failed(error)
+        }
+        Err(Halt::Failed(error)) => Answer::Broken { content, error },
     }
+}
+
+/// Why a stream ended early.
+enum Halt {
+    Stopped,
+    Interrupted,
+    Failed(ProviderError),
 }

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::{
     Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, RemovedMessages,
-    Revision, Role, Run, RunEnd, RunStatus, SearchPage, SearchQuery, Store, StoreError,
-    StoreResult, Timestamp, UsageRecord, UsageTotals, User,
+    Revision, Role, Run, RunEnd, SearchPage, SearchQuery, Store, StoreError, StoreResult,
+    Timestamp, UsageRecord, UsageTotals, User,
 };
 pub use jobs::PgJobStore;
 
@@ -355,23 +355,6 @@ impl Store for PgStore {
         end: &RunEnd,
     ) -> StoreResult<()> {
         runs::end_exchange(&self.pool, reply, usage, run_id, end).await
-    }
-
-    async fn finish_run(&self, id: Uuid, end: &RunEnd) -> StoreResult<bool> {
-        runs::finish(&self.pool, id, end).await
-    }
-
-    async fn get_run(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Run>> {
-        runs::get(&self.pool, user_id, id).await
-    }
-
-    async fn list_runs(
-        &self,
-        user_id: &str,
-        status: Option<RunStatus>,
-        limit: u64,
-    ) -> StoreResult<Vec<Run>> {
-        runs::list(&self.pool, user_id, status, limit).await
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {

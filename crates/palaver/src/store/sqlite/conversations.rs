@@ -182,6 +182,21 @@ impl MessageRow {
         )
     }
 
+    /// Writes the message's text, tokens, model and metadata over its stored row (a reply
+    /// checkpointed while it streamed); 0 when there is no such row.
+    pub(super) fn replace(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+        c.prepare_cached(
+            "UPDATE messages SET content = ?2, tokens = ?3, model = ?4, metadata = ?5 WHERE id = ?1",
+        )?
+        .execute(params![
+            self.id,
+            self.content,
+            self.tokens,
+            self.model,
+            self.metadata
+        ])
+    }
+
     fn execute(&self, c: &rusqlite::Connection, sql: &str) -> rusqlite::Result<usize> {
         c.prepare_cached(sql)?.execute(params![
             self.id,

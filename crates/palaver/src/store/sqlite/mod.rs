@@ -19,8 +19,8 @@ use uuid::Uuid;
 use super::embedded::{Db, DbError};
 use super::{
     Conversation, ConversationFilter, ConversationPatch, Message, NewConversation, RemovedMessages,
-    Revision, Run, RunEnd, RunStatus, SearchPage, SearchQuery, Store, StoreError, StoreResult,
-    Timestamp, UsageRecord, UsageTotals, User,
+    Revision, Run, RunEnd, SearchPage, SearchQuery, Store, StoreError, StoreResult, Timestamp,
+    UsageRecord, UsageTotals, User,
 };
 use conversations::{ConversationRow, MessageRow, conversation, conversation_columns};
 pub use jobs::SqliteJobStore;
@@ -332,30 +332,6 @@ impl Store for SqliteStore {
         end: &RunEnd,
     ) -> StoreResult<()> {
         self.end_run_with(reply, usage, run_id, end).await
-    }
-
-    async fn finish_run(&self, id: Uuid, end: &RunEnd) -> StoreResult<bool> {
-        let (id, end) = (id.to_string(), end.clone());
-        Ok(self.db.write(move |c| runs::finish(c, &id, &end)).await? == 1)
-    }
-
-    async fn get_run(&self, user_id: &str, id: Uuid) -> StoreResult<Option<Run>> {
-        let (user_id, id) = (user_id.to_owned(), id.to_string());
-        Ok(self.db.read(move |c| runs::get(c, &user_id, &id)).await?)
-    }
-
-    async fn list_runs(
-        &self,
-        user_id: &str,
-        status: Option<RunStatus>,
-        limit: u64,
-    ) -> StoreResult<Vec<Run>> {
-        let user_id = user_id.to_owned();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(self
-            .db
-            .read(move |c| runs::list(c, &user_id, status, limit))
-            .await?)
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {

@@ -37,7 +37,7 @@ async fn a_call_that_ends_first_still_waits_for_the_write() {
         async move {
             let _ = rx.await;
             written.store(true, std::sync::atomic::Ordering::SeqCst);
-            Ok(())
+            Ok::<(), StoreError>(())
         }
     };
     let call = async move {

@@ -20,6 +20,8 @@ pub struct Logged {
     pub name: &'static str,
     /// Its JSON payload (which carries `runId` and `seq` too), serialized once.
     pub data: Arc<RawValue>,
+    /// The run's last event (`chat:end`, `chat:stopped` or `chat:error`).
+    pub last: bool,
 }
 
 impl PartialEq for Logged {
@@ -42,7 +44,7 @@ pub enum Read {
 const MAX_ENDED: usize = 2_000;
 
 /// The runs' logs of this process.
-pub struct RunLog {
+pub struct LocalLog {
     runs: Mutex<Runs>,
     /// How long a run's events stay after it ends.
     ttl: Duration,
@@ -68,9 +70,9 @@ struct State {
     ended_at: Option<Instant>,
 }
 
-impl RunLog {
-    pub fn new(ttl: Duration, cap: usize) -> RunLog {
-        RunLog {
+impl LocalLog {
+    pub fn new(ttl: Duration, cap: usize) -> LocalLog {
+        LocalLog {
             runs: Mutex::default(),
             ttl,
             cap: cap.max(1),
@@ -109,7 +111,7 @@ impl RunLog {
 
     /// A reader of the run's events after `after`; `None` when this process keeps no log of
     /// the run (it ran elsewhere, or ended more than `ttl` ago).
-    pub fn reader(&self, run_id: Uuid, after: u64) -> Option<RunReader> {
+    pub fn reader(&self, run_id: Uuid, after: u64) -> Option<LocalReader> {
         let runs = self.runs.lock().ok()?;
         let buffer = runs
             .by_id
@@ -117,7 +119,7 @@ impl RunLog {
             .filter(|b| !b.expired(self.ttl))?
             .clone();
         let tail = buffer.tail.subscribe();
-        Some(RunReader {
+        Some(LocalReader {
             buffer,
             tail,
             cursor: after,
@@ -168,13 +170,13 @@ impl Buffer {
 }
 
 /// Reads one run's events after a cursor, then follows them live, to the run's end.
-pub struct RunReader {
+pub struct LocalReader {
     buffer: Arc<Buffer>,
     tail: watch::Receiver<(u64, bool)>,
     cursor: u64,
 }
 
-impl RunReader {
+impl LocalReader {
     /// The next event after the cursor, waiting for it while the run goes on; `None` once
     /// the run has ended and everything was read.
     pub async fn next(&mut self) -> Option<Read> {
@@ -209,7 +211,7 @@ impl RunReader {
 mod tests {
     #[test]
     fn only_the_newest_ended_runs_are_kept() {
-        let log = RunLog::new(Duration::from_secs(3600), 10);
+        let log = LocalLog::new(Duration::from_secs(3600), 10);
         let first = Uuid::now_v7();
         log.open(first).end();
         log.ended(first);
@@ -234,12 +236,13 @@ mod tests {
             seq,
             name: "chat:message",
             data: Arc::from(RawValue::from_string(format!("{{\"seq\":{seq}}}")).unwrap()),
+            last: false,
         }
     }
 
     #[tokio::test]
     async fn a_reader_replays_after_its_cursor_then_follows_to_the_end() {
-        let log = RunLog::new(Duration::from_secs(60), 100);
+        let log = LocalLog::new(Duration::from_secs(60), 100);
         let run = Uuid::now_v7();
         let buffer = log.open(run);
         for seq in 1..=3 {
@@ -268,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_behind_the_cap_is_told_of_the_gap() {
-        let log = RunLog::new(Duration::from_secs(60), 2);
+        let log = LocalLog::new(Duration::from_secs(60), 2);
         let run = Uuid::now_v7();
         let buffer = log.open(run);
         for seq in 1..=5 {
@@ -284,7 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn ended_runs_are_forgotten_after_the_ttl() {
-        let log = RunLog::new(Duration::ZERO, 10);
+        let log = LocalLog::new(Duration::ZERO, 10);
         let run = Uuid::now_v7();
         log.open(run).end();
         log.ended(run);

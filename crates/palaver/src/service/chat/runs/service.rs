@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{RunLog, RunReader};
-use crate::service::{ActiveStreams, ServiceError};
+use super::{EventEncoder, RunControl, RunLog, RunReader};
+use crate::service::ServiceError;
 use crate::store::{Message, Run, RunStatus, Store};
+
+/// Runs marked interrupted per statement.
+const SWEEP_BATCH: u32 = 100;
 
 /// A run's events as a client resuming it gets them.
 pub enum RunEvents {
@@ -27,16 +30,33 @@ pub struct RunSnapshot {
 pub struct RunService {
     store: Arc<dyn Store>,
     log: Arc<RunLog>,
-    streams: Arc<ActiveStreams>,
+    control: RunControl,
+    encoder: Arc<dyn EventEncoder>,
 }
 
 impl RunService {
-    pub fn new(store: Arc<dyn Store>, log: Arc<RunLog>, streams: Arc<ActiveStreams>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<RunLog>,
+        control: RunControl,
+        encoder: Arc<dyn EventEncoder>,
+    ) -> Self {
         Self {
             store,
             log,
-            streams,
+            control,
+            encoder,
         }
+    }
+
+    /// Stops runs, here and (with Redis) on other instances.
+    pub fn control(&self) -> &RunControl {
+        &self.control
+    }
+
+    /// The runs' event logs.
+    pub fn log(&self) -> &RunLog {
+        &self.log
     }
 
     pub async fn get(&self, user_id: &str, id: Uuid) -> Result<Run, ServiceError> {
@@ -64,10 +84,55 @@ impl RunService {
         after: u64,
     ) -> Result<RunEvents, ServiceError> {
         let run = self.get(user_id, id).await?;
-        if let Some(reader) = self.log.reader(id, after) {
-            return Ok(RunEvents::Log(reader));
+        if let Some(reader) = self.log.local().reader(id, after) {
+            return Ok(RunEvents::Log(RunReader::local(reader)));
+        }
+        if let Some(shared) = self.log.shared() {
+            match self.shared_reader(shared, &run, after).await {
+                Ok(Some(reader)) => return Ok(RunEvents::Log(reader)),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, run_id = %id, "runs: the shared log is unreachable: answering with a snapshot")
+                }
+            }
         }
         Ok(RunEvents::Snapshot(Box::new(self.snapshot(run).await?)))
+    }
+
+    /// A reader of the run in the shared log, when it is there (or still to come).
+    async fn shared_reader(
+        &self,
+        shared: &super::RedisLog,
+        run: &Run,
+        after: u64,
+    ) -> Result<Option<RunReader>, super::RedisLogError> {
+        if !run.status.is_live() && !shared.exists(run.id).await? {
+            return Ok(None);
+        }
+        let reader = shared.reader(run.id, after, self.encoder.clone()).await?;
+        Ok(Some(RunReader::shared(
+            reader,
+            after,
+            run.clone(),
+            self.store.clone(),
+            self.encoder.clone(),
+        )))
+    }
+
+    /// Marks the runs whose producer is gone (their lease expired) `interrupted`, their
+    /// checkpointed replies kept; returns how many.
+    pub async fn interrupt_expired(&self) -> Result<usize, ServiceError> {
+        let mut interrupted = 0;
+        loop {
+            let runs = self
+                .store
+                .interrupt_expired_runs(crate::store::now(), SWEEP_BATCH)
+                .await?;
+            interrupted += runs.len();
+            if runs.len() < SWEEP_BATCH as usize {
+                return Ok(interrupted);
+            }
+        }
     }
 
     /// A run as stored, with its reply.
@@ -76,11 +141,15 @@ impl RunService {
         Ok(RunSnapshot { run, message })
     }
 
-    /// Stops a live run of the user; the run then ends `stopped`, its partial reply stored.
-    /// Returns the run as it was when asked.
+    /// Stops a live run of the user, on whichever instance produces it (with Redis); the
+    /// run then ends `stopped`, its partial reply stored. Returns the run as it was when
+    /// asked.
     pub async fn cancel(&self, user_id: &str, id: Uuid) -> Result<Run, ServiceError> {
         let run = self.get(user_id, id).await?;
-        if run.status.is_live() && !self.streams.stop_run(user_id, id) {
+        if run.status.is_live()
+            && !self.control.stop_run(user_id, id).await
+            && !self.control.is_shared()
+        {
             return Err(ServiceError::Invalid {
                 field: "id".into(),
                 message: "this run is produced by another instance; stop it there".to_owned(),
