@@ -9,3 +9,8 @@ ALTER TABLE runs ADD COLUMN request_key TEXT;
 CREATE UNIQUE INDEX runs_request_key ON runs (user_id, request_key) WHERE request_key IS NOT NULL;
 -- Only live runs are in it: the sweep for expired leases reads a handful of rows.
 CREATE INDEX runs_live_lease ON runs (lease_until) WHERE status IN ('queued', 'in_progress');
+
+-- Runs left live by an earlier version (which held no lease) are taken for lost an hour after
+-- their last change.
+UPDATE runs SET lease_until = updated_at + interval '1 hour'
+ WHERE status IN ('queued', 'in_progress');

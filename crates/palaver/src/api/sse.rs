@@ -3,13 +3,16 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use bytes::Bytes;
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::protocol::runs::{RUN_SNAPSHOT, RunSnapshotDto};
-use crate::service::chat::runs::{Logged, Read, RunEvents, RunSnapshot};
+use crate::service::chat::runs::{Logged, Read, RunEvents, RunReader, RunService, RunSnapshot};
 use crate::state::AppState;
 
 /// A run's event as SSE: `id` its sequence number (a reconnecting client sends it back as
@@ -21,47 +24,107 @@ pub(super) fn sse_event(logged: &Logged) -> Event {
         .data(logged.data.get())
 }
 
+/// How often an idle event stream gets a comment, so that proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The most bytes of events sent in one write of a replay.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// A run's events after `after` as server-sent events: replayed, then live to its end (one
-/// `run:snapshot` when they are no longer kept).
+/// `run:snapshot` when they are no longer kept). What the log has ready goes out in one
+/// write (a replay of thousands of events is a few writes, not thousands).
 pub(super) async fn events_response(
     state: &AppState,
     user_id: &str,
     id: uuid::Uuid,
     after: u64,
 ) -> Result<Response, ApiError> {
-    let keep_alive = KeepAlive::new()
-        .interval(Duration::from_secs(15))
-        .text("keep-alive");
-    let events = match state.runs.events(user_id, id, after).await? {
+    let reader = match state.runs.events(user_id, id, after).await? {
         RunEvents::Snapshot(snapshot) => {
             let event = snapshot_event(*snapshot);
             let once = futures::stream::once(async move { Ok::<_, Infallible>(event) });
+            let keep_alive = KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive");
             return Ok(Sse::new(once).keep_alive(keep_alive).into_response());
         }
         RunEvents::Log(reader) => reader,
     };
-    let runs = state.runs.clone();
-    let (user_id, run_id) = (user_id.to_owned(), id);
-    let stream = futures::stream::unfold(events, |mut reader| async move {
-        reader.next().await.map(|read| (read, reader))
-    })
-    .then(move |read| {
-        let (runs, user_id) = (runs.clone(), user_id.clone());
-        async move {
-            let event = match read {
-                Read::Event(logged) => sse_event(&logged),
-                Read::Gap => match runs.get(&user_id, run_id).await {
-                    Ok(run) => match runs.snapshot(run).await {
-                        Ok(snapshot) => snapshot_event(snapshot),
-                        Err(_) => Event::default().comment("snapshot unavailable"),
-                    },
-                    Err(_) => Event::default().comment("snapshot unavailable"),
-                },
+    let replay = Replay {
+        reader,
+        runs: state.runs.clone(),
+        user_id: user_id.to_owned(),
+        run_id: id,
+        idle: tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
+    };
+    let body = Body::from_stream(futures::stream::unfold(replay, Replay::next_write));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A run's events on their way out as server-sent events.
+struct Replay {
+    reader: RunReader,
+    runs: RunService,
+    user_id: String,
+    run_id: uuid::Uuid,
+    idle: tokio::time::Interval,
+}
+
+impl Replay {
+    /// The next write: the next event and every one ready after it, or a keep-alive comment
+    /// after a silence; `None` once the run has ended.
+    async fn next_write(mut self) -> Option<(Result<Bytes, Infallible>, Replay)> {
+        let read = tokio::select! {
+            read = self.reader.next() => read?,
+            _ = self.idle.tick() => {
+                return Some((Ok(Bytes::from_static(b":keep-alive\n\n")), self));
+            }
+        };
+        let mut text = String::new();
+        self.write(read, &mut text).await;
+        while text.len() < BATCH_BYTES {
+            let Some(read) = self.reader.next_ready() else {
+                break;
             };
-            Ok::<_, Infallible>(event)
+            self.write(read, &mut text).await;
         }
-    });
-    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+        self.idle.reset();
+        Some((Ok(Bytes::from(text)), self))
+    }
+
+    async fn write(&self, read: Read, out: &mut String) {
+        use std::fmt::Write as _;
+        match read {
+            // The payload is compact JSON: one `data` line.
+            Read::Event(logged) => {
+                let _ = write!(
+                    out,
+                    "id: {}\nevent: {}\ndata: {}\n\n",
+                    logged.seq,
+                    logged.name,
+                    logged.data.get()
+                );
+            }
+            Read::Gap => {
+                let snapshot = match self.runs.get(&self.user_id, self.run_id).await {
+                    Ok(run) => self.runs.snapshot(run).await.ok(),
+                    Err(_) => None,
+                };
+                let payload =
+                    snapshot.and_then(|s| serde_json::to_string(&RunSnapshotDto::from(s)).ok());
+                match payload {
+                    Some(json) => {
+                        let _ = write!(out, "event: {RUN_SNAPSHOT}\ndata: {json}\n\n");
+                    }
+                    None => out.push_str(": snapshot unavailable\n\n"),
+                }
+            }
+        }
+    }
 }
 
 pub(super) fn snapshot_event(snapshot: RunSnapshot) -> Event {

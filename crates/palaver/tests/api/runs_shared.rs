@@ -124,6 +124,66 @@ async fn a_run_produced_on_one_instance_is_resumed_on_the_other() {
 }
 
 #[tokio::test]
+async fn a_socket_dropped_on_one_instance_resumes_mid_stream_on_the_other() {
+    let Some((a, b, _mock)) = two_instances(40.0, &[]).await else {
+        return;
+    };
+    let Some(mut io) = SocketDriver::start().await else {
+        return;
+    };
+    io.connect("on-a", &a.base, &a.token("xia")).await;
+    let ack = io
+        .emit_ack(
+            "on-a",
+            "chat:start",
+            json!({"message": "go [[mock:words=40]]"}),
+        )
+        .await;
+    let run = ack["runId"].as_str().unwrap().to_owned();
+    let mut head = Vec::new();
+    while head.len() < 3 {
+        head.push(io.event("on-a", "chat:message").await);
+    }
+    io.disconnect("on-a").await;
+    let cursor = head.last().unwrap()["seq"].as_u64().unwrap();
+    io.connect("on-b", &b.base, &b.token("xia")).await;
+    let ack = io
+        .emit_ack(
+            "on-b",
+            "chat:resume",
+            json!({"runId": run, "afterSeq": cursor}),
+        )
+        .await;
+    assert_eq!(ack, json!({"runId": run}));
+    let rest = io.events_until("on-b", &["chat:end", "chat:error"]).await;
+    let seqs: Vec<u64> = rest
+        .iter()
+        .map(|(_, p)| p["seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (cursor + 1..cursor + 1 + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "none missing, none repeated");
+    let (last, end) = rest.last().unwrap();
+    assert_eq!(last, "chat:end", "{rest:?}");
+    let text: String = head
+        .iter()
+        .map(|c| c["content"].as_str().unwrap())
+        .chain(
+            rest.iter()
+                .filter(|(n, _)| n == "chat:message")
+                .map(|(_, p)| p["content"].as_str().unwrap()),
+        )
+        .collect();
+    assert_eq!(text, end["content"].as_str().unwrap());
+    let conversation = end["conversationId"].as_str().unwrap();
+    let c = get(&b, "xia", &format!("/conversations/{conversation}")).await;
+    assert_eq!(
+        c["messages"][1]["content"],
+        text.as_str(),
+        "the stored reply"
+    );
+}
+
+#[tokio::test]
 async fn a_run_produced_on_one_instance_is_stopped_from_the_other() {
     let Some((a, b, _mock)) = two_instances(20.0, &[]).await else {
         return;

@@ -192,6 +192,11 @@ impl LocalReader {
         }
     }
 
+    /// The next event when it is in the log already (without waiting).
+    pub fn ready(&mut self) -> Option<Read> {
+        self.take()
+    }
+
     fn take(&mut self) -> Option<Read> {
         let state = self.buffer.state.lock().ok()?;
         let first = state.events.front()?.seq;

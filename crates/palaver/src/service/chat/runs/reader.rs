@@ -73,24 +73,41 @@ impl RunReader {
             Source::Shared(shared) => shared.next().await,
         }
     }
+
+    /// The next event when it is here already (without waiting, nor reading the shared
+    /// log): transports send what a replay has ready in one write.
+    pub fn next_ready(&mut self) -> Option<Read> {
+        match &mut self.source {
+            Source::Local(reader) => reader.ready(),
+            Source::Shared(shared) => shared.ready(),
+        }
+    }
 }
 
 impl Shared {
+    /// The next event already read, if any.
+    fn ready(&mut self) -> Option<Read> {
+        while let Some(event) = self.pending.pop_front() {
+            if event.seq <= self.cursor {
+                continue;
+            }
+            if event.seq > self.cursor + 1 {
+                // What follows the cursor is no longer (or never was) in the log.
+                self.cursor = event.seq - 1;
+                self.pending.push_front(event);
+                return Some(Read::Gap);
+            }
+            self.cursor = event.seq;
+            self.ended |= event.last;
+            return Some(Read::Event(event));
+        }
+        None
+    }
+
     async fn next(&mut self) -> Option<Read> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
-                if event.seq <= self.cursor {
-                    continue;
-                }
-                if event.seq > self.cursor + 1 {
-                    // What follows the cursor is no longer (or never was) in the log.
-                    self.cursor = event.seq - 1;
-                    self.pending.push_front(event);
-                    return Some(Read::Gap);
-                }
-                self.cursor = event.seq;
-                self.ended |= event.last;
-                return Some(Read::Event(event));
+            if let Some(read) = self.ready() {
+                return Some(read);
             }
             if self.ended {
                 return None;

@@ -18,6 +18,10 @@ use super::{EventEncoder, Logged};
 
 /// Events written per pipeline, at most.
 const BATCH: usize = 512;
+/// How long the writer waits for a batch to be answered, and how many times it sends a batch
+/// that failed (every entry has its own id, so a batch written twice is written once).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_ATTEMPTS: u32 = 3;
 /// Entries read per `XREAD`.
 const READ_COUNT: usize = 2_000;
 /// How long a reader's connection waits for an answer: longer than any `XREAD BLOCK` it
@@ -57,7 +61,9 @@ impl RedisLog {
     /// Connects, and starts the writer (which ends when the log is dropped).
     pub async fn connect(url: &str, cap: usize, ttl: Duration) -> Result<RedisLog, RedisLogError> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let config =
+            redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(WRITE_TIMEOUT));
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         let (ops, receiver) = mpsc::unbounded_channel();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         tokio::runtime::Handle::current().spawn(write_loop(conn, receiver, cap, ttl_ms));
@@ -148,9 +154,16 @@ async fn write_loop(
         for run_id in runs.drain(..) {
             pipe.cmd("PEXPIRE").arg(key(run_id)).arg(ttl_ms).ignore();
         }
-        if let Err(err) = pipe.query_async::<()>(&mut conn).await {
-            // Readers elsewhere see the missing events as a gap (and read the stored reply).
-            tracing::warn!(error = %err, "runs: could not write events to the redis log");
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let Err(err) = pipe.query_async::<()>(&mut conn).await else {
+                break;
+            };
+            if attempt == WRITE_ATTEMPTS {
+                // Readers elsewhere see the missing events as a gap (and read the stored reply).
+                tracing::warn!(error = %err, "runs: could not write events to the redis log");
+            } else {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
         }
         for done in flushed.drain(..) {
             let _ = done.send(());
