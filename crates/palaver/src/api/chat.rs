@@ -2,7 +2,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -173,7 +172,7 @@ async fn stream_chat(
     Ok(Sse::new(stream)
         .keep_alive(
             KeepAlive::new()
-                .interval(Duration::from_secs(15))
+                .interval(state.config.sse_keep_alive)
                 .text("keep-alive"),
         )
         .into_response())

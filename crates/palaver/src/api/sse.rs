@@ -1,7 +1,6 @@
 //! Runs' events as server-sent events (`POST /ai/chat` with `stream: true`, and resumes).
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::header;
@@ -24,8 +23,6 @@ pub(super) fn sse_event(logged: &Logged) -> Event {
         .data(logged.data.get())
 }
 
-/// How often an idle event stream gets a comment, so that proxies keep it open.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The most bytes of events sent in one write of a replay.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -38,11 +35,12 @@ pub(super) async fn events_response(
     id: uuid::Uuid,
     after: u64,
 ) -> Result<Response, ApiError> {
+    let every = state.config.sse_keep_alive;
     let reader = match state.runs.events(user_id, id, after).await? {
         RunEvents::Snapshot(snapshot) => {
             let event = snapshot_event(*snapshot);
             let once = futures::stream::once(async move { Ok::<_, Infallible>(event) });
-            let keep_alive = KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive");
+            let keep_alive = KeepAlive::new().interval(every).text("keep-alive");
             return Ok(Sse::new(once).keep_alive(keep_alive).into_response());
         }
         RunEvents::Log(reader) => reader,
@@ -52,7 +50,7 @@ pub(super) async fn events_response(
         runs: state.runs.clone(),
         user_id: user_id.to_owned(),
         run_id: id,
-        idle: tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
+        idle: tokio::time::interval_at(Instant::now() + every, every),
     };
     let body = Body::from_stream(futures::stream::unfold(replay, Replay::next_write));
     Ok((
@@ -81,7 +79,7 @@ impl Replay {
         let read = tokio::select! {
             read = self.reader.next() => read?,
             _ = self.idle.tick() => {
-                return Some((Ok(Bytes::from_static(b":keep-alive\n\n")), self));
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
             }
         };
         let mut text = String::new();

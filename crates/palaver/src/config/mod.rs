@@ -79,6 +79,9 @@ pub struct Config {
     /// How long a live run's producer holds it without renewing (`RUN_LEASE_SECS`, default
     /// 15): a run whose lease expires lost its instance and is marked `interrupted`.
     pub run_lease: Duration,
+    /// How often a silent event stream (SSE) gets a keep-alive comment
+    /// (`SSE_KEEPALIVE_SECS`, default 15), so that proxies do not close it.
+    pub sse_keep_alive: Duration,
     pub body_limit_bytes: usize,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
@@ -149,6 +152,11 @@ impl Config {
                 &["RUN_LEASE_SECS"],
                 15,
                 2..=3600,
+            )?)),
+            sse_keep_alive: Duration::from_secs(u64::from(env.parse_range(
+                &["SSE_KEEPALIVE_SECS"],
+                15,
+                1..=300,
             )?)),
             body_limit_bytes: env.parse_range(
                 &["BODY_LIMIT_BYTES"],

@@ -351,3 +351,53 @@ async fn chat_resume_on_a_new_connection_continues_where_the_old_one_stopped() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn silent_streams_get_keep_alive_comments() {
+    let mock = MockLlm::start(MockConfig::default()).await.unwrap();
+    let base = format!("{}/v1", mock.base_url());
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("OPENAI_API_KEY", "sk-test-runs"),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("SSE_KEEPALIVE_SECS", "1"),
+        ],
+    )
+    .await;
+    // The upstream is silent for 2.5 s before its first token.
+    let chat = open_stream(
+        &app,
+        "kai",
+        json!({"message": "wait [[mock:delay=2500]]", "stream": true}),
+    )
+    .await;
+    let mut body = chat.bytes_stream();
+    let mut text = String::new();
+    while !text.contains(": keep-alive") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("a keep-alive within the silence");
+        let Some(chunk) = chunk else {
+            panic!("the stream ended without a keep-alive: {text}");
+        };
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(
+        !text.contains("chat:message"),
+        "it came during the silence: {text}"
+    );
+    let live = get(&app, "kai", "/runs?status=in_progress").await;
+    let run = live["data"][0]["id"].as_str().unwrap().to_owned();
+    // A resumed reader of the same silence gets them too.
+    let resumed = resume(&app, "kai", &run, "?after=0", None).await;
+    let mut body = resumed.bytes_stream();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+        .await
+        .expect("a keep-alive within the silence")
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8_lossy(&chunk).into_owned();
+    assert!(first.starts_with(": keep-alive"), "{first}");
+    app.stop().await;
+}
