@@ -83,35 +83,38 @@ impl RedisLog {
         }
     }
 
-    /// Whether the run has a log here (it expires `RUN_EVENTS_TTL_SECS` after its last write).
-    pub(super) async fn exists(&self, run_id: Uuid) -> Result<bool, RedisLogError> {
-        let mut conn = self.client.get_multiplexed_async_connection().await?;
-        Ok(redis::cmd("EXISTS")
-            .arg(key(run_id))
-            .query_async::<i64>(&mut conn)
-            .await?
-            == 1)
-    }
-
     /// A reader of the run's log after `after`, on a connection of its own (its blocking
-    /// reads would hold up every other command of a shared one).
+    /// reads would hold up every other command of a shared one); `None` when the run has no
+    /// log (it expires `RUN_EVENTS_TTL_SECS` after its last write) and `live` is false.
     pub(super) async fn reader(
         &self,
         run_id: Uuid,
         after: u64,
+        live: bool,
         encoder: Arc<dyn EventEncoder>,
-    ) -> Result<RedisReader, RedisLogError> {
+    ) -> Result<Option<RedisReader>, RedisLogError> {
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(READ_TIMEOUT));
-        Ok(RedisReader {
-            conn: self
-                .client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?,
-            key: key(run_id),
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let key = key(run_id);
+        if !live {
+            let exists: i64 = redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await?;
+            if exists == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(RedisReader {
+            conn,
+            key,
             run_id,
             cursor: after,
             encoder,
-        })
+        }))
     }
 }
 
@@ -210,23 +213,22 @@ impl RedisReader {
         Ok(events)
     }
 
-    fn decode(&self, (id, fields): Entry) -> Option<Logged> {
+    fn decode(&self, (id, mut fields): Entry) -> Option<Logged> {
         let seq = id.strip_prefix("0-")?.parse::<u64>().ok()?;
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name.as_bytes())
-                .map(|(_, v)| v)
+        let position = |fields: &[(Vec<u8>, Vec<u8>)], name: &str| {
+            fields.iter().position(|(k, _)| k == name.as_bytes())
         };
-        let name = std::str::from_utf8(field(NAME)?).ok()?;
-        let name = self.encoder.names().iter().find(|n| **n == name)?;
-        let data = String::from_utf8(field(DATA)?.clone()).ok()?;
+        let last = position(&fields, LAST).is_some();
+        let name = std::str::from_utf8(&fields[position(&fields, NAME)?].1).ok()?;
+        let name = *self.encoder.names().iter().find(|n| **n == name)?;
+        let data = fields.swap_remove(position(&fields, DATA)?).1;
+        let data = String::from_utf8(data).ok()?;
         Some(Logged {
             run_id: self.run_id,
             seq,
             name,
             data: Arc::from(RawValue::from_string(data).ok()?),
-            last: field(LAST).is_some(),
+            last,
         })
     }
 }
@@ -258,31 +260,34 @@ fn entries(reply: Value) -> Vec<Entry> {
                 continue;
             }
             let (fields, id) = (parts.pop(), parts.pop());
-            let Some(id) = id.and_then(|id| text(&id)) else {
+            let Some(id) = id.and_then(text) else {
                 continue;
             };
             let Some(Value::Array(flat)) = fields else {
                 continue;
             };
-            let fields = flat
-                .chunks(2)
-                .filter_map(|kv| Some((bytes(kv.first()?)?, bytes(kv.get(1)?)?)))
-                .collect();
+            let mut flat = flat.into_iter();
+            let mut fields = Vec::with_capacity(3);
+            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
+                    fields.push((k, v));
+                }
+            }
             out.push((id, fields));
         }
     }
     out
 }
 
-fn bytes(value: &Value) -> Option<Vec<u8>> {
+fn bytes(value: Value) -> Option<Vec<u8>> {
     match value {
-        Value::BulkString(b) => Some(b.clone()),
-        Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
         Value::Int(i) => Some(i.to_string().into_bytes()),
         _ => None,
     }
 }
 
-fn text(value: &Value) -> Option<String> {
+fn text(value: Value) -> Option<String> {
     bytes(value).and_then(|b| String::from_utf8(b).ok())
 }

@@ -106,10 +106,13 @@ impl RunService {
         run: &Run,
         after: u64,
     ) -> Result<Option<RunReader>, super::RedisLogError> {
-        if !run.status.is_live() && !shared.exists(run.id).await? {
+        let live = run.status.is_live();
+        let Some(reader) = shared
+            .reader(run.id, after, live, self.encoder.clone())
+            .await?
+        else {
             return Ok(None);
-        }
-        let reader = shared.reader(run.id, after, self.encoder.clone()).await?;
+        };
         Ok(Some(RunReader::shared(
             reader,
             after,
