@@ -2,7 +2,10 @@
 //! run against each backend.
 
 use chrono::Duration;
-use palaver::store::{self, Checkpoint, Role, Run, RunEnd, RunStatus, StoreError};
+use palaver::store::{
+    self, Checkpoint, ConversationFilter, Role, Run, RunEnd, RunStatus, SearchQuery, Store,
+    StoreError,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -291,5 +294,106 @@ async fn a_request_key_names_one_run_per_user() {
             .begin_exchange(Some(&theirs), Some(&their_question), &their_run)
             .await
             .unwrap();
+    }
+}
+
+/// How many of the user's conversations a search for `word` finds.
+async fn found(store: &dyn Store, user: &str, word: &str) -> u64 {
+    let query = SearchQuery::parse(word).unwrap();
+    let filter = ConversationFilter { archived: false };
+    store
+        .search_conversations(user, &query, filter, 0, 10)
+        .await
+        .unwrap()
+        .total
+}
+
+#[tokio::test]
+async fn a_streaming_reply_is_searched_as_it_ends_and_as_it_was_interrupted() {
+    for backend in backends() {
+        let (store, _db) = open(backend).await;
+        let now = store::now();
+        store.ensure_user("eli", now).await.unwrap();
+        let mut runs = Vec::new();
+        for title in ["Finished", "Cut"] {
+            let new = new_conversation("eli", title, now);
+            let question = message(new.id, Role::User, "tell", now);
+            let run = live_run("eli", new.id, question.id, Duration::seconds(-1));
+            store
+                .begin_exchange(Some(&new), Some(&question), &run)
+                .await
+                .unwrap();
+            let mut reply = message(new.id, Role::Assistant, "zebra partial", now);
+            reply.id = run.message_id;
+            reply.parent_id = Some(question.id);
+            reply.metadata = json!({"partial": true, "streaming": true});
+            for (first, text) in [(true, "zebra partial"), (false, "zebra partial giraffe")] {
+                reply.content = text.to_owned();
+                let checkpoint = Checkpoint {
+                    reply: &reply,
+                    first,
+                    run_id: run.id,
+                    last_seq: 3,
+                    lease_until: now - Duration::seconds(1),
+                };
+                assert!(store.checkpoint_reply(&checkpoint).await.unwrap());
+            }
+            runs.push((run, reply));
+        }
+        // The first ends: its final text is what search finds, once.
+        let (run, reply) = &runs[0];
+        let mut done = reply.clone();
+        done.content = "zebra partial giraffe okapi".to_owned();
+        done.metadata = json!({"finishReason": "stop"});
+        let record = usage(
+            "eli",
+            Some(done.conversation_id),
+            "gpt-4o-mini",
+            1,
+            4,
+            0.0,
+            now,
+        );
+        let end = RunEnd {
+            status: RunStatus::Completed,
+            last_seq: 4,
+            error_code: None,
+            at: store::now(),
+        };
+        store
+            .replace_reply(&done, &record, run.id, Some(&end))
+            .await
+            .unwrap();
+        assert_eq!(found(&*store, "eli", "okapi").await, 1, "{backend}");
+        // The other one's producer died: it is interrupted, and found as it was cut.
+        let interrupted = store
+            .interrupt_expired_runs(store::now(), 10)
+            .await
+            .unwrap();
+        assert_eq!(interrupted.len(), 1, "{backend}");
+        let cut = store
+            .get_message("eli", runs[1].1.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cut.metadata,
+            json!({"partial": true, "interrupted": true}),
+            "{backend}"
+        );
+        assert_eq!(found(&*store, "eli", "giraffe").await, 2, "{backend}");
+        assert_eq!(
+            found(&*store, "eli", "zebra").await,
+            2,
+            "{backend}: no stale entries"
+        );
+        // Deleting both leaves nothing behind in the index.
+        for (run, _) in &runs {
+            store
+                .delete_conversation("eli", run.conversation_id)
+                .await
+                .unwrap();
+        }
+        assert_eq!(found(&*store, "eli", "zebra").await, 0, "{backend}");
     }
 }

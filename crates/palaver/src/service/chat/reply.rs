@@ -122,10 +122,17 @@ impl ChatService {
     /// Writes the reply's text so far to its row (inserted the first time), with the run's
     /// progress and a renewed lease; false when the run is no longer live (taken for lost).
     /// A failed write is logged: the next one, or the last, catches up.
-    pub(super) async fn checkpoint(&self, turn: &Turn<'_>, content: String, last_seq: u64) -> bool {
+    /// `tokens` is the reply's token count so far (summed over the checkpoints' new text: it
+    /// may differ from the whole text's count by a token per checkpoint).
+    pub(super) async fn checkpoint(
+        &self,
+        turn: &Turn<'_>,
+        content: String,
+        tokens: i64,
+        last_seq: u64,
+    ) -> bool {
         let first = turn.checkpointed.get().is_none();
         let at = turn.checkpointed.get().copied().unwrap_or_else(store::now);
-        let tokens = tokens::count_text(&turn.model, &content) as i64;
         let metadata =
             json!({"partial": true, "streaming": true, "provider": turn.provider.name()});
         let reply = self.reply_message(turn, content, tokens, metadata, at);

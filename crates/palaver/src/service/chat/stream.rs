@@ -15,7 +15,7 @@ use super::turn::Turn;
 use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService, ChatSink};
 use super::{ExchangeOptions, ServiceError};
 use crate::config::DisconnectPolicy;
-use crate::providers::{ChatStream, ProviderError, StreamEvent, Usage};
+use crate::providers::{ChatStream, ProviderError, StreamEvent, Usage, tokens};
 use crate::service::chat::runs::RunRecorder;
 
 /// How the answer is received: in one piece, or streamed into a sink until cancelled.
@@ -146,6 +146,7 @@ pub(super) async fn receive(
     let mut tick = tokio::time::interval_at(Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut saving, mut saved_len): (Option<BoxFuture<'_, bool>>, usize) = (None, 0);
+    let mut tokens = 0i64;
     let ended = loop {
         let next = tokio::select! {
             biased;
@@ -159,9 +160,12 @@ pub(super) async fn receive(
                 continue;
             }
             _ = tick.tick(), if checkpoints && saving.is_none() && content.len() > saved_len => {
+                // Only the text since the last checkpoint is counted (the whole reply, every
+                // second, was most of the relay's CPU); the reply's last write counts it all.
+                tokens += tokens::count_text(&turn.model, &content[saved_len..]) as i64;
                 saved_len = content.len();
                 let text = content.clone();
-                saving = Some(chat.checkpoint(turn, text, sink.last_seq()).boxed());
+                saving = Some(chat.checkpoint(turn, text, tokens, sink.last_seq()).boxed());
                 continue;
             }
             next = stream.next() => next,

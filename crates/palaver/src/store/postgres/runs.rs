@@ -251,7 +251,8 @@ const INTERRUPT: &str = concat!(
      updated_at = $1 WHERE id IN (SELECT id FROM runs WHERE status IN ('queued', 'in_progress') \
      AND lease_until < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
     run_columns_read!(),
-    "), marked AS (UPDATE messages SET metadata = metadata || '{\"interrupted\": true}'::jsonb \
+    "), marked AS (UPDATE messages \
+     SET metadata = (metadata - 'streaming') || '{\"interrupted\": true}'::jsonb \
      WHERE id IN (SELECT message_id FROM expired)) SELECT * FROM expired"
 );
 

@@ -200,7 +200,8 @@ fn interrupt_expired(c: &Connection, now: &str, limit: u32) -> rusqlite::Result<
         .query_map(params![now, limit], run)?
         .collect::<rusqlite::Result<Vec<Run>>>()?;
     let mut mark = c.prepare_cached(
-        "UPDATE messages SET metadata = json_set(metadata, '$.interrupted', json('true')) \
+        "UPDATE messages SET metadata = \
+         json_remove(json_set(metadata, '$.interrupted', json('true')), '$.streaming') \
          WHERE id = ?1",
     )?;
     for run in &runs {
