@@ -66,6 +66,13 @@ impl ActiveStreams {
         stopped
     }
 
+    /// Stops every stream of this process (shutdown).
+    pub fn stop_all(&self) {
+        if let Ok(map) = self.inner.lock() {
+            map.values().for_each(|(_, _, cancel)| cancel.cancel());
+        }
+    }
+
     /// Stops the user's run `run_id` if it runs in this process; false when it does not.
     pub fn stop_run(&self, user_id: &str, run_id: Uuid) -> bool {
         let Ok(map) = self.inner.lock() else {

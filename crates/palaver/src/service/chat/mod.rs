@@ -244,6 +244,7 @@ impl ChatService {
     /// stores its partial reply and ends `interrupted`.
     pub fn interrupt_all(&self) {
         self.interrupt.cancel();
+        self.admission.streams().stop_all();
     }
 
     /// One exchange, answered in one piece. It runs in a tracked task of its own: a client

@@ -147,11 +147,17 @@ pub(super) async fn receive(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut saving, mut saved_len): (Option<BoxFuture<'_, bool>>, usize) = (None, 0);
     let mut tokens = 0i64;
+    // Waited on once for the whole stream (a new waiter per chunk, on a token every stream
+    // shares, was a lock per chunk). An interruption cancels every stream's token too.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     let ended = loop {
         let next = tokio::select! {
             biased;
-            () = cancel.cancelled() => break Err(Halt::Stopped),
-            () = chat.interrupt.cancelled() => break Err(Halt::Interrupted),
+            () = &mut cancelled => match chat.interrupt.is_cancelled() {
+                true => break Err(Halt::Interrupted),
+                false => break Err(Halt::Stopped),
+            },
             live = async { if let Some(s) = saving.as_mut() { s.await } else { true } }, if saving.is_some() => {
                 saving = None;
                 if !live {
