@@ -12,6 +12,7 @@ pub mod jobs;
 mod postgres;
 mod runs;
 mod search;
+mod search_text;
 mod sqlite;
 mod types;
 

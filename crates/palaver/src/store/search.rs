@@ -5,11 +5,8 @@
 use super::Conversation;
 use uuid::Uuid;
 
-/// Marks the start of a matched word in a backend's excerpt (a control character, which
-/// message text typed by people does not hold, so no escaping is needed).
-pub const MARK_START: char = '\u{2}';
-/// Marks the end of a matched word.
-pub const MARK_END: char = '\u{3}';
+pub use super::search_text::{MARK_END, MARK_START};
+use super::search_text::{Words, excerpt};
 
 /// The most words a query keeps.
 const MAX_TERMS: usize = 16;
@@ -132,57 +129,14 @@ impl SearchQuery {
                 .map(Vec::len)
                 .max()
         };
-        let first = (0..chars.len()).find(|&i| at(i).is_some()).unwrap_or(0);
-        let start = word_start(&chars, first.saturating_sub(EXCERPT_BEFORE));
-        let end = word_end(&chars, (start + EXCERPT_CHARS).min(chars.len()));
-        let mut out = String::new();
-        if start > 0 {
-            out.push('…');
-        }
-        let mut i = start;
-        while i < end {
-            match at(i) {
-                Some(len) => {
-                    let stop = (i + len).min(end);
-                    out.push(MARK_START);
-                    out.extend(&chars[i..stop]);
-                    out.push(MARK_END);
-                    i = stop;
-                }
-                None => {
-                    out.push(chars[i]);
-                    i += 1;
-                }
-            }
-        }
-        if end < chars.len() {
-            out.push('…');
-        }
-        out
+        excerpt(&chars, at)
     }
-}
 
-/// Characters of a substring excerpt kept before its first match, and in all.
-const EXCERPT_BEFORE: usize = 60;
-const EXCERPT_CHARS: usize = 200;
-
-/// `i` moved forward to the start of a word (unless that leaves nothing of the text).
-fn word_start(chars: &[char], i: usize) -> usize {
-    if i == 0 {
-        return 0;
+    /// The words as SQLite's index matches them (folded, the last a prefix): for scoring and
+    /// excerpting the messages a search keeps.
+    pub fn words(&self) -> Words {
+        Words::new(&self.terms)
     }
-    match chars[i..].iter().position(|c| c.is_whitespace()) {
-        Some(p) if i + p + 1 < chars.len() => i + p + 1,
-        _ => i,
-    }
-}
-
-/// `i` moved forward to the end of a word.
-fn word_end(chars: &[char], i: usize) -> usize {
-    chars[i..]
-        .iter()
-        .position(|c| c.is_whitespace())
-        .map_or(chars.len(), |p| i + p)
 }
 
 /// The token that stands for a user in SQLite's index: `u` and the hex of the id's bytes, one

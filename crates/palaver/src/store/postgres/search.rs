@@ -8,7 +8,8 @@
 //! (`ts_rank`), and up to `substrings` substring-only matches follow them. More: the user's
 //! newest messages are read newest first (at most `window`) until `recent` whole-word
 //! matches are found, and their conversations come newest match first; substring-only
-//! matches, which would rank below all of those, are not looked for.
+//! matches, which would rank below all of those, are not looked for. A last query reads the
+//! page's conversations and excerpts.
 
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -75,19 +76,23 @@ newest AS (
 SELECT cid, mid, mid IS NOT NULL AS word, COUNT(*) OVER () AS total, 0::bigint AS parts
   FROM hits ORDER BY title_hit DESC, newer NULLS LAST, cid LIMIT $6 OFFSET $7";
 
-/// The conversations of the page with the excerpt of their best message: marked by
-/// `ts_headline` when it holds the words, else its text (marked by the caller).
+/// The page's conversations (`$2`, in that order) with the excerpt of their best message
+/// (`$3`): marked by `ts_headline` when it holds the words (`$4`), else its text (marked by
+/// the caller).
 const PAGE: &str = "
 SELECT c.id, c.user_id, c.title, c.system_prompt, c.model, c.metadata, c.message_count,
        c.created_at, c.updated_at, c.archived, c.pinned, c.active_leaf_id,
        (SELECT r.id FROM runs r WHERE r.conversation_id = c.id
          AND r.status IN ('queued', 'in_progress') ORDER BY r.created_at DESC LIMIT 1) AS active_run_id,
-       CASE WHEN $4 THEN ts_headline('simple', m.content, to_tsquery('simple', $1),
+       p.mid,
+       CASE WHEN p.word THEN ts_headline('simple', m.content, to_tsquery('simple', $1),
                    'StartSel=' || chr(2) || ', StopSel=' || chr(3) || ', MaxWords=24, MinWords=8')
        END AS snippet,
-       CASE WHEN $4 THEN NULL ELSE m.content END AS content
-  FROM conversations c LEFT JOIN messages m ON m.id = $3
- WHERE c.id = $2";
+       CASE WHEN p.word THEN NULL ELSE m.content END AS content
+  FROM UNNEST($2::uuid[], $3::uuid[], $4::bool[]) WITH ORDINALITY AS p(cid, mid, word, ord)
+  JOIN conversations c ON c.id = p.cid
+  LEFT JOIN messages m ON m.id = p.mid
+ ORDER BY p.ord";
 
 fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -133,47 +138,54 @@ pub(super) async fn search(
     };
     let rows = page.fetch_all(pool).await?;
     let (mut total, mut parts) = (0, 0);
-    let mut hits = Vec::with_capacity(rows.len());
+    let mut found = (Vec::new(), Vec::new(), Vec::new());
     for row in &rows {
         total = row.try_get::<i64, _>("total")?;
         parts = row.try_get::<i64, _>("parts")?;
-        let message_id: Option<Uuid> = row.try_get("mid")?;
-        let word: bool = row.try_get("word")?;
-        hits.push(hit(pool, query, &tsquery, row.try_get("cid")?, message_id, word).await?);
+        found.0.push(row.try_get::<Uuid, _>("cid")?);
+        found.1.push(row.try_get::<Option<Uuid>, _>("mid")?);
+        found.2.push(row.try_get::<bool, _>("word")?);
     }
     Ok(SearchPage {
-        hits,
+        hits: hits(pool, query, &tsquery, found).await?,
         total: u64::try_from(total).unwrap_or(0),
         exact: ranked && parts <= i64::from(bounds.substrings),
     })
 }
 
-async fn hit(
+/// The page's hits, in order, from its conversations, best messages and whether each holds
+/// the words.
+async fn hits(
     pool: &PgPool,
     query: &SearchQuery,
     tsquery: &str,
-    cid: Uuid,
-    message_id: Option<Uuid>,
-    word: bool,
-) -> StoreResult<SearchHit> {
-    let page = sqlx::query(PAGE)
+    (cids, mids, words): (Vec<Uuid>, Vec<Option<Uuid>>, Vec<bool>),
+) -> StoreResult<Vec<SearchHit>> {
+    if cids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(PAGE)
         .bind(tsquery)
-        .bind(cid)
-        .bind(message_id)
-        .bind(word)
-        .fetch_one(pool)
+        .bind(cids)
+        .bind(mids)
+        .bind(words)
+        .fetch_all(pool)
         .await?;
-    let conversation = conversation(&page)?;
-    let snippet: Option<String> = page.try_get("snippet")?;
-    let content: Option<String> = page.try_get("content")?;
-    let snippet = match (snippet, content) {
-        (Some(snippet), _) => snippet,
-        (None, Some(content)) => query.substring_excerpt(&content),
-        (None, None) => conversation.title.clone(),
-    };
-    Ok(SearchHit {
-        snippet,
-        conversation,
-        message_id,
-    })
+    let mut hits = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let conversation = conversation(row)?;
+        let snippet: Option<String> = row.try_get("snippet")?;
+        let content: Option<String> = row.try_get("content")?;
+        let snippet = match (snippet, content) {
+            (Some(snippet), _) => snippet,
+            (None, Some(content)) => query.substring_excerpt(&content),
+            (None, None) => conversation.title.clone(),
+        };
+        hits.push(SearchHit {
+            snippet,
+            conversation,
+            message_id: row.try_get("mid")?,
+        });
+    }
+    Ok(hits)
 }
