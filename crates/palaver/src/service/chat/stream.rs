@@ -139,9 +139,8 @@ pub(super) async fn receive(
     sink: &RunRecorder,
     cancel: &CancellationToken,
 ) -> Answer {
-    let (conversation_id, message_id) = (turn.conversation.id, turn.reply_id);
+    let (conversation_id, message_id, mut index) = (turn.conversation.id, turn.reply_id, 0u32);
     let mut content = String::new();
-    let mut index = 0u32;
     let checkpoints = turn.scope.is_none();
     let mut tick = tokio::time::interval_at(Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -203,6 +202,16 @@ pub(super) async fn receive(
     if let Some(saving) = saving {
         saving.await;
     }
+    answer(ended, content, turn.checkpointed.get().is_some())
+}
+
+/// What a stream that ended gave, with the text it streamed (`checkpointed`: some of it is
+/// stored already).
+fn answer(
+    ended: Result<(String, Option<Usage>), Halt>,
+    content: String,
+    checkpointed: bool,
+) -> Answer {
     match ended {
         Ok((finish_reason, reported)) => Answer::Complete {
             content,
@@ -211,9 +220,7 @@ pub(super) async fn receive(
         },
         Err(Halt::Stopped) => Answer::Stopped { content },
         Err(Halt::Interrupted) => Answer::Interrupted { content },
-        Err(Halt::Failed(error)) if content.is_empty() && turn.checkpointed.get().is_none() => {
-            Answer::Failed(error)
-        }
+        Err(Halt::Failed(error)) if content.is_empty() && !checkpointed => Answer::Failed(error),
         Err(Halt::Failed(error)) => Answer::Broken { content, error },
     }
 }
