@@ -166,16 +166,38 @@ impl SqliteStore {
         run_id: Uuid,
         end: &RunEnd,
     ) -> StoreResult<()> {
+        self.write_reply(reply, usage, run_id, Some(end), false)
+            .await
+    }
+
+    /// The last write of an exchange: its reply inserted (or, `replace`, written over its
+    /// checkpointed row), its usage and, with `end`, the end of its run; `NotFound` when the
+    /// reply could not be written.
+    async fn write_reply(
+        &self,
+        reply: &Message,
+        usage: &UsageRecord,
+        run_id: Uuid,
+        end: Option<&RunEnd>,
+        replace: bool,
+    ) -> StoreResult<()> {
         let (row, usage) = (MessageRow::from(reply), UsageRow::from(usage));
-        let (run_id, end) = (run_id.to_string(), end.clone());
+        let (run_id, end) = (run_id.to_string(), end.cloned());
         let stored = self
             .db
             .write(move |c| {
-                if row.insert(c)? == 0 {
+                let written = if replace {
+                    row.replace(c)?
+                } else {
+                    row.insert(c)?
+                };
+                if written == 0 {
                     return Ok(false);
                 }
                 usage.insert(c)?;
-                finish(c, &run_id, &end)?;
+                if let Some(end) = end {
+                    finish(c, &run_id, &end)?;
+                }
                 Ok(true)
             })
             .await?;
@@ -290,26 +312,7 @@ impl RunStore for SqliteStore {
         run_id: Uuid,
         end: Option<&RunEnd>,
     ) -> StoreResult<()> {
-        let (row, usage) = (MessageRow::from(reply), UsageRow::from(usage));
-        let (run_id, end) = (run_id.to_string(), end.cloned());
-        let stored = self
-            .db
-            .write(move |c| {
-                if row.replace(c)? == 0 {
-                    return Ok(false);
-                }
-                usage.insert(c)?;
-                if let Some(end) = end {
-                    finish(c, &run_id, &end)?;
-                }
-                Ok(true)
-            })
-            .await?;
-        if stored {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        self.write_reply(reply, usage, run_id, end, true).await
     }
 
     async fn interrupt_expired_runs(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Run>> {
