@@ -108,12 +108,10 @@ impl Replay {
                 );
             }
             Read::Gap => {
-                let snapshot = match self.runs.get(&self.user_id, self.run_id).await {
-                    Ok(run) => self.runs.snapshot(run).await.ok(),
-                    Err(_) => None,
-                };
-                let payload =
-                    snapshot.and_then(|s| serde_json::to_string(&RunSnapshotDto::from(s)).ok());
+                let snapshot = self.runs.snapshot_of(&self.user_id, self.run_id).await;
+                let payload = snapshot
+                    .ok()
+                    .and_then(|s| serde_json::to_string(&RunSnapshotDto::from(s)).ok());
                 match payload {
                     Some(json) => {
                         let _ = write!(out, "event: {RUN_SNAPSHOT}\ndata: {json}\n\n");

@@ -95,10 +95,7 @@ async fn emit_snapshot<A: Adapter>(
     user_id: &str,
     run_id: Uuid,
 ) {
-    let Ok(run) = runs.get(user_id, run_id).await else {
-        return;
-    };
-    if let Ok(snapshot) = runs.snapshot(run).await {
+    if let Ok(snapshot) = runs.snapshot_of(user_id, run_id).await {
         let _ = socket.emit(RUN_SNAPSHOT, &RunSnapshotDto::from(snapshot));
     }
 }

@@ -138,6 +138,12 @@ impl RunService {
         }
     }
 
+    /// The user's run `id` as stored now, with its reply (what a reader behind a gap gets).
+    pub async fn snapshot_of(&self, user_id: &str, id: Uuid) -> Result<RunSnapshot, ServiceError> {
+        let run = self.get(user_id, id).await?;
+        self.snapshot(run).await
+    }
+
     /// A run as stored, with its reply.
     pub async fn snapshot(&self, run: Run) -> Result<RunSnapshot, ServiceError> {
         let message = self.store.get_message(&run.user_id, run.message_id).await?;
