@@ -120,6 +120,7 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         runs: run_log.clone(),
         encoder: Arc::new(WireEncoder),
         lease: config.run_lease,
+        checkpoint_every: config.run_checkpoint,
         interrupt: tokio_util::sync::CancellationToken::new(),
     });
     let notifier = Notifier::default();

@@ -79,6 +79,10 @@ pub struct Config {
     /// How long a live run's producer holds it without renewing (`RUN_LEASE_SECS`, default
     /// 15): a run whose lease expires lost its instance and is marked `interrupted`.
     pub run_lease: Duration,
+    /// How often a streaming reply's text is written to its message row
+    /// (`RUN_CHECKPOINT_MS`, default 1000), so that a run whose instance dies keeps its
+    /// partial reply; `None` (`0`): only the reply's last write stores it.
+    pub run_checkpoint: Option<Duration>,
     /// How often a silent event stream (SSE) gets a keep-alive comment
     /// (`SSE_KEEPALIVE_SECS`, default 15), so that proxies do not close it.
     pub sse_keep_alive: Duration,
@@ -153,6 +157,10 @@ impl Config {
                 15,
                 2..=3600,
             )?)),
+            run_checkpoint: match env.parse_range(&["RUN_CHECKPOINT_MS"], 1000, 0..=60_000)? {
+                0 => None,
+                ms => Some(Duration::from_millis(u64::from(ms))),
+            },
             sse_keep_alive: Duration::from_secs(u64::from(env.parse_range(
                 &["SSE_KEEPALIVE_SECS"],
                 15,
@@ -199,9 +207,16 @@ mod tests {
         assert_eq!(c.usage_retention, Duration::from_secs(90 * 86_400));
         assert!(c.titles.auto);
         assert_eq!(c.titles.model, None);
+        assert_eq!(c.run_checkpoint, Some(Duration::from_secs(1)));
         let c = cfg(&[("AUTO_TITLE", "false"), ("TITLE_MODEL", " gpt-4o-mini ")]).unwrap();
         assert!(!c.titles.auto);
         assert_eq!(c.titles.model.as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(
+            cfg(&[("RUN_CHECKPOINT_MS", "0")]).unwrap().run_checkpoint,
+            None
+        );
+        let c = cfg(&[("RUN_CHECKPOINT_MS", "250")]).unwrap();
+        assert_eq!(c.run_checkpoint, Some(Duration::from_millis(250)));
     }
 
     #[test]
@@ -220,6 +235,7 @@ mod tests {
             ("USAGE_RETENTION_DAYS", "0"),
             ("AUTO_TITLE", "sometimes"),
             ("TITLE_MODEL", "two words"),
+            ("RUN_CHECKPOINT_MS", "60001"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

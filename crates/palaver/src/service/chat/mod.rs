@@ -212,6 +212,9 @@ pub struct ChatParts {
     pub encoder: Arc<dyn EventEncoder>,
     /// How long a run's producer holds it without renewing (`RUN_LEASE_SECS`).
     pub lease: Duration,
+    /// How often a streaming reply is checkpointed to its row (`RUN_CHECKPOINT_MS`); `None`:
+    /// never, only its last write stores it.
+    pub checkpoint_every: Option<Duration>,
     /// Cancelled when this process gives up its exchanges still running (shutdown, past
     /// `SHUTDOWN_GRACE_SECS`): they end `interrupted`, their partial replies stored.
     pub interrupt: CancellationToken,

@@ -125,11 +125,11 @@ pub(super) fn launch(
     }
 }
 
-/// How often the text of a streaming reply is written to its message row.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The tick of a stream that is never checkpointed (any long period: it is never taken).
+const ONE_DAY: Duration = Duration::from_secs(86_400);
 
 /// Relays the provider's deltas to the sink until the stream ends, fails or is cancelled,
-/// and checkpoints the reply about every second meanwhile (not a job's, which stores only its
+/// and checkpoints the reply every `RUN_CHECKPOINT_MS` meanwhile (not a job's, which stores only its
 /// complete reply), beside the relay. Dropping the stream at the end closes the upstream
 /// connection: no more tokens are paid for.
 pub(super) async fn receive(
@@ -141,8 +141,9 @@ pub(super) async fn receive(
 ) -> Answer {
     let (conversation_id, message_id, mut index) = (turn.conversation.id, turn.reply_id, 0u32);
     let mut content = String::new();
-    let checkpoints = turn.scope.is_none();
-    let mut tick = tokio::time::interval_at(Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
+    let checkpoints = turn.scope.is_none() && chat.checkpoint_every.is_some();
+    let every = chat.checkpoint_every.unwrap_or(ONE_DAY);
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut saving, mut saved_len): (Option<BoxFuture<'_, bool>>, usize) = (None, 0);
     let mut tokens = 0i64;
