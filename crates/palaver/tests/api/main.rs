@@ -26,6 +26,7 @@ mod search;
 mod socketio;
 mod store_conformance;
 mod support;
+mod template_store;
 mod titles;
 mod transfer;
 mod tree;
