@@ -25,8 +25,8 @@ use crate::service::chat::runs::{
 };
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
-    EmbeddingService, JobService, Notifier, ServiceError, TitleService, TransferService,
-    TreeService, UsageService,
+    EmbeddingService, JobService, Notifier, ServiceError, TemplateService, TitleService,
+    TransferService, TreeService, UsageService,
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
@@ -140,6 +140,7 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         usage: UsageService::new(store.clone(), admission.clone()),
         admission,
         chat,
+        templates: TemplateService::new(store.clone()),
         jobs,
         notifier,
         tasks,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{StoreResult, Timestamp};
 
 /// Who says a template message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TemplateRole {
     #[serde(alias = "SYSTEM")]
@@ -20,14 +20,14 @@ pub enum TemplateRole {
 }
 
 /// One leading message of a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TemplateMessage {
     pub role: TemplateRole,
     pub content: String,
 }
 
 /// A variable a template declares.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TemplateVariable {
     pub name: String,
     #[serde(default)]

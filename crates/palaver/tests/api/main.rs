@@ -27,6 +27,7 @@ mod socketio;
 mod store_conformance;
 mod support;
 mod template_store;
+mod templates;
 mod titles;
 mod transfer;
 mod tree;
