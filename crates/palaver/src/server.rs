@@ -31,6 +31,7 @@ use crate::service::{
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
 
+mod response_cache;
 mod secrets;
 
 pub use secrets::{embedded_jwt_secret, resolve_jwt};
@@ -121,6 +122,7 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         encoder: Arc::new(WireEncoder),
         lease: config.run_lease,
         interrupt: tokio_util::sync::CancellationToken::new(),
+        cache: response_cache::build(&config).await?,
     });
     let notifier = Notifier::default();
     let tree = TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone());

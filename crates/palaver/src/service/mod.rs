@@ -3,6 +3,7 @@
 //! it knows none of them.
 
 mod admission;
+pub mod cache;
 pub mod chat;
 mod conversations;
 pub mod embeddings;

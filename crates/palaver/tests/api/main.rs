@@ -11,6 +11,7 @@
 )]
 
 mod auth;
+mod cache;
 mod chat;
 mod conversations;
 mod job_store_conformance;

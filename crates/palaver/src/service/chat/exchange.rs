@@ -2,6 +2,7 @@
 //! while the provider is asked, receive the answer, conclude (store the reply and its usage).
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::json;
 use uuid::Uuid;
@@ -168,6 +169,8 @@ impl ChatService {
             scope,
             request_key,
             checkpointed: OnceLock::new(),
+            cache: input.cache != Some(false),
+            cached: AtomicBool::new(false),
         })
     }
 
@@ -217,7 +220,7 @@ impl ChatService {
                 .map_err(|e| begin_error(keyed, e))
         };
         let Mode::Stream { sink, cancel } = mode else {
-            let answered = alongside(stored, turn.provider.chat(&turn.request)).await?;
+            let answered = alongside(stored, self.complete(turn)).await?;
             return Ok(match answered {
                 Ok(done) => Answer::Complete {
                     content: done.content,
@@ -232,7 +235,7 @@ impl ChatService {
                 biased;
                 () = cancel.cancelled() => Err(false),
                 () = self.interrupt.cancelled() => Err(true),
-                started = turn.provider.chat_stream(&turn.request) => Ok(started),
+                started = self.open_stream(turn) => Ok(started),
             }
         };
         let started = alongside(stored, started).await?;

@@ -10,6 +10,7 @@
 //! conversation queues its `generate-title` job (`AUTO_TITLE`).
 
 mod attach;
+mod cached;
 mod context;
 mod exchange;
 mod input;
@@ -194,6 +195,8 @@ pub struct ChatParts {
     /// Cancelled when this process gives up its exchanges still running (shutdown, past
     /// `SHUTDOWN_GRACE_SECS`): they end `interrupted`, their partial replies stored.
     pub interrupt: CancellationToken,
+    /// The response cache (`RESPONSE_CACHE`); `None` when it is off.
+    pub cache: Option<Arc<super::cache::ResponseCache>>,
 }
 
 impl std::ops::Deref for ChatService {
