@@ -27,6 +27,10 @@ pub struct CacheArgs {
     /// Requests of each kind.
     #[arg(long, default_value_t = 3000)]
     requests: usize,
+    /// A Redis server: the same again with `REDIS_URL` (the cache, and the limits and the
+    /// runs' event logs, on Redis for both kinds of request).
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 pub async fn run(
@@ -35,11 +39,26 @@ pub async fn run(
     mint: fn(&str) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     in_process();
+    measure(&args, None, secret, mint).await?;
+    if let Some(redis) = &args.redis {
+        measure(&args, Some(redis), secret, mint).await?;
+    }
+    Ok(())
+}
+
+/// The two kinds of request, interleaved, on a Palaver of its own (with `REDIS_URL` when
+/// `redis` is given).
+async fn measure(
+    args: &CacheArgs,
+    redis: Option<&str>,
+    secret: &str,
+    mint: fn(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
     let bin = target_dir()?;
     let dir = std::env::temp_dir().join(format!("palaver-bench-cache-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let port = free_port()?;
-    let palaver = spawn(&bin, port, &dir, secret).await?;
+    let palaver = spawn(&bin, port, &dir, secret, redis).await?;
     let url = format!("http://127.0.0.1:{port}/api/v1/ai/chat");
     let token = format!("Bearer {}", mint("bench-cache")?);
     let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
@@ -60,7 +79,12 @@ pub async fn run(
     hits.sort_unstable();
     let (s50, s99) = (percentile(&stores, 0.50), percentile(&stores, 0.99));
     let (h50, h99) = (percentile(&hits, 0.50), percentile(&hits, 0.99));
-    println!("c=1, {} each, interleaved (ms):", args.requests);
+    let on = if redis.is_some() {
+        "Redis"
+    } else {
+        "in process"
+    };
+    println!("cache {on}; c=1, {} each, interleaved (ms):", args.requests);
     println!("  store writes alone (built-in mock, cache: false)  p50 {s50:.3}  p99 {s99:.3}");
     println!("  cache hit (same writes, reply from the cache)     p50 {h50:.3}  p99 {h99:.3}");
     println!(
@@ -152,8 +176,10 @@ async fn spawn(
     port: u16,
     dir: &Path,
     secret: &str,
+    redis: Option<&str>,
 ) -> anyhow::Result<tokio::process::Child> {
-    let child = tokio::process::Command::new(bin.join("palaver"))
+    let mut command = tokio::process::Command::new(bin.join("palaver"));
+    command
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -168,9 +194,11 @@ async fn spawn(
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting palaver")?;
+        .kill_on_drop(true);
+    if let Some(url) = redis {
+        command.env("REDIS_URL", url);
+    }
+    let child = command.spawn().context("starting palaver")?;
     let client = reqwest::Client::new();
     for _ in 0..200 {
         if client
