@@ -295,3 +295,32 @@ async fn instances_share_the_cache_on_redis() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn chat_start_is_answered_from_the_cache() {
+    let Some(mut io) = crate::support::node::SocketDriver::start().await else {
+        return;
+    };
+    let mock = MockLlm::start(MockConfig::default()).await.unwrap();
+    let app = spawn(Backend::Sqlite, &mock, &[]).await;
+    let message = unique("over the socket [[mock:words=8]]");
+    let first = app
+        .chat("ivy", json!({"message": message, "temperature": 0}))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    io.connect("i", &app.base, &app.token("ivy")).await;
+    io.emit(
+        "i",
+        "chat:start",
+        json!({"message": message, "temperature": 0}),
+    )
+    .await;
+    let events = io.events_until("i", &["chat:end", "chat:error"]).await;
+    let (name, end) = events.last().unwrap();
+    assert_eq!(name, "chat:end", "{events:?}");
+    assert_eq!(end["content"], first.body["content"]);
+    let chunks = events.iter().filter(|(n, _)| n == "chat:message").count();
+    assert!(chunks > 1, "replayed in chunks: {events:?}");
+    assert_eq!(upstream_calls(&mock), 1, "chat:start was a hit");
+    io.disconnect("i").await;
+}
