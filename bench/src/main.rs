@@ -10,12 +10,15 @@
 //! `palaver-bench tree`: the active path of a conversation of 10,000 messages in 50 branches,
 //! and chat into it; see `tree.rs`.
 //!
+//! `palaver-bench cache`: what a response-cache hit adds over the store writes; see `cache.rs`.
+//!
 //! `palaver-bench jobs`: background-job throughput (Palaver's apalis queue vs BullMQ, and
 //! `generate-embeddings` end to end) and latency; see `jobs.rs`.
 //!
 //! Build first: `cargo build --release -p palaver -p mock-llm -p palaver-bench`, then
 //! `./target/release/palaver-bench chat [--seconds 10] [--postgres postgres://postgres@127.0.0.1:5432/test]`.
 
+mod cache;
 mod jobs;
 mod limiter;
 mod load;
@@ -97,6 +100,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         rounds: usize,
     },
+    /// What a response-cache hit adds over the store writes of an exchange.
+    Cache(cache::CacheArgs),
     /// `GET /api/v1/ai/usage` for one user with many usage records, on SQLite and PostgreSQL.
     Usage(usage::UsageArgs),
     /// `GET /api/v1/ai/conversations?q=` for one user with many messages, on SQLite and
@@ -161,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Tree(args) => tree::run(args, SECRET, mint).await,
         Command::Resume(args) => resume::run(args, SECRET, mint).await,
         Command::Usage(args) => usage::run(args, SECRET, mint).await,
+        Command::Cache(args) => cache::run(args, SECRET, mint).await,
         Command::Sockets {
             idle,
             streams,

@@ -25,12 +25,13 @@ use crate::service::chat::runs::{
 };
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
-    EmbeddingService, JobService, Notifier, ServiceError, TitleService, TransferService,
-    TreeService, UsageService,
+    EmbeddingService, JobService, Notifier, ServiceError, TemplateService, TitleService,
+    TransferService, TreeService, UsageService,
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
 
+mod response_cache;
 mod secrets;
 
 pub use secrets::{embedded_jwt_secret, resolve_jwt};
@@ -122,6 +123,7 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         lease: config.run_lease,
         checkpoint_every: config.run_checkpoint,
         interrupt: tokio_util::sync::CancellationToken::new(),
+        cache: response_cache::build(&config).await?,
     });
     let notifier = Notifier::default();
     let tree = TreeService::new(store.clone(), notifier.clone(), config.openai.model.clone());
@@ -141,6 +143,7 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
         usage: UsageService::new(store.clone(), admission.clone()),
         admission,
         chat,
+        templates: TemplateService::new(store.clone()),
         jobs,
         notifier,
         tasks,

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::service::chat::runs::RunService;
 use crate::service::{
     Admission, ChatService, ConversationService, EmbeddingService, JobService, Notifier,
-    TitleService, TransferService, TreeService, UsageService,
+    TemplateService, TitleService, TransferService, TreeService, UsageService,
 };
 use crate::store::Store;
 
@@ -30,6 +30,8 @@ pub struct AppState {
     /// Forks and imports: conversations copied whole, under new ids.
     pub transfer: TransferService,
     pub chat: ChatService,
+    /// The users' prompt templates.
+    pub templates: TemplateService,
     pub embeddings: EmbeddingService,
     /// Conversation titles (the `generate-title` job's work).
     pub titles: TitleService,

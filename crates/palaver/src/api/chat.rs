@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
@@ -82,7 +82,10 @@ impl From<&ChatOutcome> for ChatResponse {
 /// used, nothing new is started: the earlier run answers (its stored reply, or its events
 /// from the first), with `Idempotent-Replayed: true`.
 #[utoipa::path(post, path = "/ai/chat", tag = "chat", request_body = ChatRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "The client's key of this request, 1 to 200 visible ASCII characters")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "The client's key of this request, 1 to 200 visible ASCII characters"),
+        ("Cache-Control" = Option<String>, Header, description = "`no-cache` skips the response cache (as `cache: false`)"),
+    ),
     responses(
         (status = 200, description = "The reply (or an event stream with `stream: true`)", body = ChatResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -100,6 +103,9 @@ async fn chat(
     if let Some(key) = idempotency_key(&headers)? {
         input.client_request_id = Some(key);
     }
+    if no_cache(&headers) {
+        input.cache = Some(false);
+    }
     // Sent again with the key of an earlier request: the run that one started answers.
     if let Some(run) = state.chat.keyed_run(&user.id, &input).await? {
         let mut response = if streaming {
@@ -114,6 +120,21 @@ async fn chat(
         return Ok(response);
     }
     answer(&state, &user, input, ExchangeOptions::default(), streaming).await
+}
+
+/// Whether `Cache-Control` says `no-cache` (or `no-store`): the response cache is skipped.
+fn no_cache(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            matches!(
+                d.trim().to_ascii_lowercase().as_str(),
+                "no-cache" | "no-store"
+            )
+        })
 }
 
 /// The `Idempotency-Key` header: 1 to 200 visible ASCII characters.

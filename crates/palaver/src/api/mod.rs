@@ -12,6 +12,7 @@ mod messages;
 mod rate;
 mod runs;
 mod sse;
+mod templates;
 mod transfer;
 mod usage;
 
@@ -38,6 +39,7 @@ pub use crate::telemetry::REQUEST_ID;
     tags(
         (name = "chat", description = "Chat (plain or streamed) and embeddings"),
         (name = "conversations", description = "Per-user conversations and their messages"),
+        (name = "templates", description = "Per-user prompt templates, every version kept"),
         (name = "usage", description = "Usage, cost and limits"),
         (name = "jobs", description = "Background jobs (the `ai-tasks` queue)"),
         (name = "health", description = "Liveness, readiness and metrics"),
@@ -79,6 +81,7 @@ fn protected() -> OpenApiRouter<AppState> {
             .merge(messages::router())
             .merge(runs::router())
             .merge(usage::router())
+            .merge(templates::router())
             .merge(jobs::router()),
     )
 }

@@ -5,6 +5,7 @@
 //! JWT verification, providers, jobs and the HTTP server's behaviour.
 
 mod auth;
+mod cache;
 mod database;
 mod env;
 mod jobs;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use auth::JwtConfig;
+pub use cache::CacheConfig;
 pub use database::DatabaseConfig;
 pub use jobs::JobsConfig;
 pub use providers::{OpenAiConfig, ProviderSettings};
@@ -93,6 +95,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Automatic conversation titles (`AUTO_TITLE`, `TITLE_MODEL`).
     pub titles: TitlesConfig,
+    /// The response cache (`RESPONSE_CACHE`, `CACHE_MAX_ENTRIES`, `CACHE_TTL_SECS`).
+    pub cache: CacheConfig,
 }
 
 impl Config {
@@ -175,6 +179,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(env.parse("SHUTDOWN_GRACE_SECS", 30)?),
             jobs: jobs::jobs_config(&env)?,
             titles: titles::titles(&env)?,
+            cache: cache::cache(&env)?,
         })
     }
 

@@ -1,6 +1,8 @@
 //! The chat request every transport accepts: `POST /ai/chat`, `chat:start` and the data of a
 //! `generate-completion` job are validated as this one type (API.md's ChatRequest).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -41,6 +43,22 @@ pub struct ChatRequest {
     /// first one started instead of starting (and paying for) another. 1 to 200 characters.
     #[garde(length(min = 1, max = 200))]
     pub client_request_id: Option<String>,
+    /// A prompt template of the caller (`/ai/templates`): its system prompt and leading
+    /// messages, rendered with `variables`, open the context, and its model, temperature and
+    /// maxTokens are defaults this request overrides. Another user's template is a 404.
+    #[garde(skip)]
+    pub template_id: Option<Uuid>,
+    /// The template's version to use (default: its newest).
+    #[garde(range(min = 1))]
+    pub template_version: Option<i64>,
+    /// The template's variables by name (strings). A required one missing, or one the
+    /// template does not declare, is a 400 naming it.
+    #[garde(skip)]
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// `false` skips the response cache (as the `Cache-Control: no-cache` header does).
+    #[garde(skip)]
+    pub cache: Option<bool>,
     /// Sent by old clients; ignored (identity comes from the token).
     #[garde(skip)]
     #[schema(value_type = Option<String>, deprecated)]
@@ -66,6 +84,10 @@ impl ChatRequest {
             temperature: self.temperature,
             system_prompt: self.system_prompt,
             client_request_id: self.client_request_id,
+            template_id: self.template_id,
+            template_version: self.template_version,
+            variables: self.variables,
+            cache: self.cache,
         }
     }
 }

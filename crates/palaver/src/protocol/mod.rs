@@ -7,6 +7,7 @@ pub mod dto;
 pub mod events;
 pub mod jobs;
 pub mod runs;
+pub mod templates;
 pub mod transfer;
 pub mod tree;
 pub mod validate;

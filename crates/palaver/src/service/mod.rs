@@ -3,6 +3,7 @@
 //! it knows none of them.
 
 mod admission;
+pub mod cache;
 pub mod chat;
 mod conversations;
 pub mod embeddings;
@@ -10,6 +11,7 @@ mod error;
 pub mod jobs;
 mod notify;
 pub mod streams;
+mod templates;
 mod titles;
 mod transfer;
 mod tree;
@@ -26,6 +28,7 @@ pub use error::ServiceError;
 pub use jobs::{JobRequest, JobService};
 pub use notify::{Emitter, Notifier, UserEvent};
 pub use streams::{ActiveStreams, StreamClaim};
+pub use templates::{AppliedTemplate, TemplatePatch, TemplateService};
 pub use titles::{AutoTitle, TITLE_MAX_CHARS, TitleQueue, TitleService, clean_title};
 pub use transfer::{ImportInput, ImportMessage, TransferService};
 pub use tree::{CONVERSATION_BRANCH, PathMessage, PathPage, Regeneration, TreeService};

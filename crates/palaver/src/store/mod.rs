@@ -1,4 +1,5 @@
-//! Storage: two narrow traits, [`Store`] (users, conversations, messages, usage) and
+//! Storage: two narrow traits, [`Store`] (users, conversations, messages, usage, and through
+//! [`RunStore`] and [`TemplateStore`] runs and prompt templates) and
 //! [`JobStore`] (the `jobs` table), each with a SQLite and a PostgreSQL implementation
 //! (`sqlite/`, `postgres/`; SQLite runs on the [`embedded`] engine). [`connect`] opens both on
 //! one database, so no connection pool leaves this module.
@@ -14,6 +15,7 @@ mod runs;
 mod search;
 mod search_text;
 mod sqlite;
+mod templates;
 mod types;
 
 use std::sync::Arc;
@@ -31,6 +33,9 @@ pub use search::{
     owner_token,
 };
 pub use sqlite::{SqliteJobStore, SqliteStore};
+pub use templates::{
+    Template, TemplateDefinition, TemplateMessage, TemplateRole, TemplateStore, TemplateVariable,
+};
 pub use types::*;
 
 /// A backend's own error, kept as the source of [`StoreError::Other`].
@@ -91,7 +96,7 @@ pub async fn connect(config: &DatabaseConfig, pool_size: u32) -> StoreResult<Bac
 }
 
 #[async_trait]
-pub trait Store: RunStore {
+pub trait Store: RunStore + TemplateStore {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 

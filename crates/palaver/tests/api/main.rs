@@ -11,6 +11,7 @@
 )]
 
 mod auth;
+mod cache;
 mod chat;
 mod conversations;
 mod job_store_conformance;
@@ -26,6 +27,8 @@ mod search;
 mod socketio;
 mod store_conformance;
 mod support;
+mod template_store;
+mod templates;
 mod titles;
 mod transfer;
 mod tree;

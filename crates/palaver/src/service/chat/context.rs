@@ -5,7 +5,8 @@ use crate::providers::{ChatMessage, ChatRole};
 use crate::service::ServiceError;
 use crate::store::{Message, Role};
 
-/// System prompt, then history oldest first, then the new message; history is trimmed from
+/// System prompt, then the leading messages (a template's), then history oldest first, then
+/// the new message; history (never the system prompt or the leading messages) is trimmed from
 /// the oldest end so that the prompt fits the model's window minus `max_tokens`. Returns the
 /// messages and what they cost in tokens: counted from each stored message's own count
 /// (made when it was written, with its model's tokenizer), so a long history is never
@@ -13,6 +14,7 @@ use crate::store::{Message, Role};
 pub(super) fn build_context(
     model: &str,
     system_prompt: Option<&str>,
+    leading: &[ChatMessage],
     history: &[Message],
     user_message: &Message,
     max_tokens: u32,
@@ -25,11 +27,14 @@ pub(super) fn build_context(
     if let Some(system) = system {
         used += overhead + tokens::count_text(model, system);
     }
+    for message in leading {
+        used += overhead + tokens::count_text(model, &message.content);
+    }
     if used > budget {
         return Err(ServiceError::Invalid {
             field: "message".into(),
             message: format!(
-                "the message and system prompt take {used} tokens; {model} allows {budget} with maxTokens {max_tokens}"
+                "the message, system prompt and template messages take {used} tokens; {model} allows {budget} with maxTokens {max_tokens}"
             ),
         });
     }
@@ -42,13 +47,14 @@ pub(super) fn build_context(
         used += cost;
         kept += 1;
     }
-    let mut messages = Vec::with_capacity(kept + 2);
+    let mut messages = Vec::with_capacity(kept + leading.len() + 2);
     if let Some(system) = system {
         messages.push(ChatMessage {
             role: ChatRole::System,
             content: system.to_owned(),
         });
     }
+    messages.extend_from_slice(leading);
     for message in &history[history.len() - kept..] {
         let role = match message.role {
             Role::User => ChatRole::User,
@@ -107,7 +113,8 @@ mod tests {
             })
             .collect();
         let new = message(Role::User, "now", 1);
-        let (messages, _) = build_context("gpt-4", Some("be brief"), &history, &new, 8000).unwrap();
+        let (messages, _) =
+            build_context("gpt-4", Some("be brief"), &[], &history, &new, 8000).unwrap();
         assert_eq!(
             messages[0],
             ChatMessage {
@@ -138,7 +145,7 @@ mod tests {
         ];
         let new = counted(Role::User, "And its population, roughly?");
         let (messages, cost) =
-            build_context("gpt-4o", Some("Be brief."), &history, &new, 4096).unwrap();
+            build_context("gpt-4o", Some("Be brief."), &[], &history, &new, 4096).unwrap();
         assert_eq!(cost as usize, tokens::count_messages("gpt-4o", &messages));
     }
 
@@ -147,16 +154,23 @@ mod tests {
         let history: Vec<Message> = (0..3)
             .map(|i| message(Role::User, &format!("m{i}"), 10))
             .collect();
-        let messages = build_context("gpt-4o", None, &history, &message(Role::User, "x", 1), 4096)
-            .unwrap()
-            .0;
+        let messages = build_context(
+            "gpt-4o",
+            None,
+            &[],
+            &history,
+            &message(Role::User, "x", 1),
+            4096,
+        )
+        .unwrap()
+        .0;
         assert_eq!(messages.len(), 4);
     }
 
     #[test]
     fn a_message_that_cannot_fit_is_refused() {
         let big = message(Role::User, "x", 9000);
-        let err = build_context("gpt-4", None, &[], &big, 100).unwrap_err();
+        let err = build_context("gpt-4", None, &[], &[], &big, 100).unwrap_err();
         assert!(matches!(
             err,
             ServiceError::Invalid { ref field, .. } if field == "message"

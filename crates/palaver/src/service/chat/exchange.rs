@@ -2,6 +2,7 @@
 //! while the provider is asked, receive the answer, conclude (store the reply and its usage).
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::json;
 use uuid::Uuid;
@@ -10,6 +11,7 @@ use super::attach::begin_error;
 use super::context::build_context;
 use super::scope::{JobScope, job_reply_id, tag};
 use super::stream::{Answer, Mode, receive};
+use super::template::{leading, mark};
 use super::turn::Turn;
 use super::{Admitted, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatService, Place};
 use super::{ExchangeOptions, NewConversationInput};
@@ -37,6 +39,7 @@ impl ChatService {
             claim,
             place,
             run_id,
+            template,
         } = admitted;
         let conversation_id = conversation.id;
         let draft = Draft {
@@ -45,6 +48,7 @@ impl ChatService {
             place,
             input,
             run_id,
+            template,
         };
         let result = self.run_turn(user_id, draft, options, mode).await;
         drop(claim);
@@ -61,10 +65,15 @@ impl ChatService {
         options: ExchangeOptions,
         mode: Mode<'_>,
     ) -> Result<ChatOutcome, ServiceError> {
+        let template_model = draft
+            .template
+            .as_ref()
+            .and_then(|t| t.rendered.model.clone());
         let requested = draft
             .input
             .model
             .clone()
+            .or(template_model)
             .or_else(|| draft.conversation.model.clone())
             .unwrap_or_else(|| self.defaults.model.clone());
         let turn = self.prepare_turn(&requested, draft, options.job).await?;
@@ -96,7 +105,9 @@ impl ChatService {
             place,
             input,
             run_id,
+            template,
         } = draft;
+        let defaults = template.as_ref().map(|t| &t.rendered);
         let routed = self.providers.route(requested)?;
         let (provider, upstream_model) = (routed.provider, routed.model.to_owned());
         let model = if self.providers.is_mock() {
@@ -106,17 +117,23 @@ impl ChatService {
         };
         // A job is idempotent by its own id (each attempt is a run of its own).
         let request_key = input.client_request_id.clone().filter(|_| scope.is_none());
-        let max_tokens = input.max_tokens.unwrap_or(self.defaults.max_tokens);
-        let temperature = input.temperature.unwrap_or(self.defaults.temperature);
-        let system_prompt = input
-            .system_prompt
-            .clone()
+        let max_tokens = (input.max_tokens)
+            .or(defaults.and_then(|d| d.max_tokens))
+            .unwrap_or(self.defaults.max_tokens);
+        let temperature = (input.temperature)
+            .or(defaults.and_then(|d| d.temperature))
+            .unwrap_or(self.defaults.temperature);
+        let system_prompt = (input.system_prompt.clone())
+            .or_else(|| defaults.and_then(|d| d.system.clone()))
             .or_else(|| conversation.system_prompt.clone());
         let (user_message, new_user_message) = match place {
             Place::Reply(stored) => (stored, false),
             Place::After(parent_id) => {
                 let mut message = user_message(&conversation, parent_id, &model, input.message);
                 tag(&mut message.metadata, scope.as_ref());
+                if let Some(template) = &template {
+                    message.metadata["template"] = mark(template);
+                }
                 (message, true)
             }
         };
@@ -124,6 +141,7 @@ impl ChatService {
         let (messages, counted_prompt) = build_context(
             &model,
             system_prompt.as_deref(),
+            &leading(template.as_ref()),
             &history,
             &user_message,
             max_tokens,
@@ -151,6 +169,8 @@ impl ChatService {
             scope,
             request_key,
             checkpointed: OnceLock::new(),
+            cache: input.cache != Some(false),
+            cached: AtomicBool::new(false),
         })
     }
 
@@ -200,7 +220,7 @@ impl ChatService {
                 .map_err(|e| begin_error(keyed, e))
         };
         let Mode::Stream { sink, cancel } = mode else {
-            let answered = alongside(stored, turn.provider.chat(&turn.request)).await?;
+            let answered = alongside(stored, self.complete(turn)).await?;
             return Ok(match answered {
                 Ok(done) => Answer::Complete {
                     content: done.content,
@@ -215,7 +235,7 @@ impl ChatService {
                 biased;
                 () = cancel.cancelled() => Err(false),
                 () = self.interrupt.cancelled() => Err(true),
-                started = turn.provider.chat_stream(&turn.request) => Ok(started),
+                started = self.open_stream(turn) => Ok(started),
             }
         };
         let started = alongside(stored, started).await?;
@@ -244,6 +264,7 @@ struct Draft {
     place: Place,
     input: ChatInput,
     run_id: Uuid,
+    template: Option<crate::service::AppliedTemplate>,
 }
 
 /// The new user message of an exchange, after `parent_id`.

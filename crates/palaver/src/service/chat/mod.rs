@@ -10,20 +10,22 @@
 //! conversation queues its `generate-title` job (`AUTO_TITLE`).
 
 mod attach;
+mod cached;
 mod context;
 mod exchange;
+mod input;
 mod reply;
 mod run;
 pub mod runs;
 mod scope;
 mod stream;
+mod template;
 mod turn;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -35,33 +37,9 @@ use crate::providers::{Providers, Usage};
 use crate::store::{Conversation, Message, Role, Store};
 use runs::{EventEncoder, Logged, RunLog};
 
+pub use input::ChatInput;
 pub use scope::{JobScope, ReplyGuard, is_from_job, job_reply_id};
 pub use stream::StreamHandle;
-
-/// One exchange as every transport asks for it (API.md's ChatRequest, validated). Also the
-/// stored `data` of a `generate-completion` job.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChatInput {
-    pub conversation_id: Option<Uuid>,
-    /// The message to answer after: a new branch when it is not the active leaf (which is
-    /// the default). Names the conversation when `conversation_id` does not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_message_id: Option<Uuid>,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub system_prompt: Option<String>,
-    /// The client's key of this request (`Idempotency-Key`, `clientRequestId`): a retry with
-    /// the same key attaches to the run it started instead of starting another.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_request_id: Option<String>,
-}
 
 /// What the pipeline tells a transport, in order: the conversation (when created), the
 /// stored user message, the chunks, then exactly one of `Finished` or `Failed`.
@@ -177,6 +155,8 @@ struct Admitted {
     place: Place,
     /// The run this exchange is (stored once its user message is).
     run_id: Uuid,
+    /// The prompt template it applies (`templateId`), rendered.
+    template: Option<super::AppliedTemplate>,
 }
 
 /// Where an admitted exchange writes, resolved.
@@ -218,6 +198,8 @@ pub struct ChatParts {
     /// Cancelled when this process gives up its exchanges still running (shutdown, past
     /// `SHUTDOWN_GRACE_SECS`): they end `interrupted`, their partial replies stored.
     pub interrupt: CancellationToken,
+    /// The response cache (`RESPONSE_CACHE`); `None` when it is off.
+    pub cache: Option<Arc<super::cache::ResponseCache>>,
 }
 
 impl std::ops::Deref for ChatService {
@@ -314,21 +296,30 @@ impl ChatService {
         anchor: Anchor,
     ) -> Result<Admitted, ChatFailure> {
         self.admission.quota_open(user_id).await?;
-        let (conversation, created, place) = self.place(user_id, input, anchor).await?;
+        let template = self.template_of(user_id, input).await?;
+        let (mut conversation, created, place) = self.place(user_id, input, anchor).await?;
         let run_id = Uuid::now_v7();
+        let conversation_id = Some(conversation.id);
+        let failed = move |error| ChatFailure {
+            error,
+            conversation_id,
+        };
         let claim = self
             .admission
             .claim(conversation.id, user_id, run_id)
-            .map_err(|error| ChatFailure {
-                error,
-                conversation_id: Some(conversation.id),
-            })?;
+            .map_err(failed)?;
+        if let Some(template) = &template {
+            self.record_template(user_id, &mut conversation, created, template)
+                .await
+                .map_err(failed)?;
+        }
         Ok(Admitted {
             conversation,
             created,
             claim,
             place,
             run_id,
+            template,
         })
     }
 

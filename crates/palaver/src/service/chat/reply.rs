@@ -1,5 +1,7 @@
 //! The end of an exchange: the reply and its usage stored, or the failure recorded.
 
+use std::sync::atomic::Ordering;
+
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -60,6 +62,9 @@ impl ChatService {
         });
         if stopped {
             metadata["stopped"] = json!(true);
+        }
+        if turn.cached.load(Ordering::Relaxed) {
+            metadata["cached"] = json!(true);
         }
         let reply = self
             .store_reply(
@@ -290,7 +295,11 @@ impl ChatService {
             model: turn.model.clone(),
             prompt_tokens: prompt,
             completion_tokens: completion,
-            cost_usd: self.prices.cost(&turn.model, prompt, completion),
+            // A reply from the response cache cost the provider nothing.
+            cost_usd: match turn.cached.load(Ordering::Relaxed) {
+                true => 0.0,
+                false => self.prices.cost(&turn.model, prompt, completion),
+            },
             created_at,
         }
     }

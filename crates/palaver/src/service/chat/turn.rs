@@ -1,6 +1,7 @@
 //! An exchange ready to ask the provider.
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
 
 use uuid::Uuid;
 
@@ -30,4 +31,8 @@ pub(super) struct Turn<'a> {
     pub request_key: Option<String>,
     /// When the reply was first checkpointed (its row stored while it streamed).
     pub checkpointed: OnceLock<store::Timestamp>,
+    /// Whether the response cache may answer or keep this turn (`cache: false` skips it).
+    pub cache: bool,
+    /// Answered from the response cache: its usage costs nothing.
+    pub cached: AtomicBool,
 }

@@ -94,6 +94,7 @@ macro_rules! append_where {
 // After the macros, which they use.
 mod conversations;
 mod runs;
+mod templates;
 mod tree;
 mod writes;
 

@@ -8,6 +8,7 @@ mod job_rows;
 mod jobs;
 mod runs;
 mod search;
+mod templates;
 mod tree;
 mod usage;
 mod users;
