@@ -1,7 +1,7 @@
-//! Storage: two narrow traits, [`Store`] (users, conversations, messages, usage) and
-//! [`JobStore`] (the `jobs` table), each with a SQLite and a PostgreSQL implementation
-//! (`sqlite/`, `postgres/`; SQLite runs on the [`embedded`] engine). [`connect`] opens both on
-//! one database, so no connection pool leaves this module.
+//! Storage: two narrow traits, [`Store`] (users, conversations, messages, usage, runs and
+//! API keys) and [`JobStore`] (the `jobs` table), each with a SQLite and a PostgreSQL
+//! implementation (`sqlite/`, `postgres/`; SQLite runs on the [`embedded`] engine).
+//! [`connect`] opens both on one database, so no connection pool leaves this module.
 //!
 //! The service layer creates ids and timestamps; a store writes what it is given.
 //! Every read that takes a `user_id` is scoped to that user, so another user's rows
@@ -9,6 +9,7 @@
 
 pub mod embedded;
 pub mod jobs;
+mod keys;
 mod postgres;
 mod runs;
 mod search;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 use crate::config::DatabaseConfig;
 
 pub use jobs::{JobStore, JobStoreError, JobStoreResult};
+pub use keys::{ApiKey, KeyStore};
 pub use postgres::{PgJobStore, PgStore};
 pub use runs::{Checkpoint, Run, RunEnd, RunStatus, RunStore};
 pub use search::{
@@ -91,7 +93,7 @@ pub async fn connect(config: &DatabaseConfig, pool_size: u32) -> StoreResult<Bac
 }
 
 #[async_trait]
-pub trait Store: RunStore {
+pub trait Store: RunStore + KeyStore {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 

@@ -15,6 +15,7 @@ mod chat;
 mod conversations;
 mod job_store_conformance;
 mod jobs;
+mod key_store;
 mod limits;
 mod maintenance;
 mod platform;
