@@ -66,6 +66,7 @@ impl ChatRequest {
             temperature: self.temperature,
             system_prompt: self.system_prompt,
             client_request_id: self.client_request_id,
+            attribution: Default::default(),
         }
     }
 }

@@ -67,6 +67,7 @@ impl ChatService {
             .clone()
             .or_else(|| draft.conversation.model.clone())
             .unwrap_or_else(|| self.defaults.model.clone());
+        draft.input.attribution.permits(&requested)?;
         let turn = self.prepare_turn(&requested, draft, options.job).await?;
         // Reserve the most this exchange can cost, so a parallel burst cannot overshoot the
         // quota by more than one request; held until the reply and its usage are stored.
@@ -150,6 +151,7 @@ impl ChatService {
             reply_id,
             scope,
             request_key,
+            attribution: input.attribution,
             checkpointed: OnceLock::new(),
         })
     }

@@ -10,6 +10,7 @@
 //! conversation queues its `generate-title` job (`AUTO_TITLE`).
 
 mod attach;
+mod complete;
 mod context;
 mod exchange;
 mod reply;
@@ -35,6 +36,7 @@ use crate::providers::{Providers, Usage};
 use crate::store::{Conversation, Message, Role, Store};
 use runs::{EventEncoder, Logged, RunLog};
 
+pub use complete::{Completion, CompletionEvent, CompletionInput, CompletionStream};
 pub use scope::{JobScope, ReplyGuard, is_from_job, job_reply_id};
 pub use stream::StreamHandle;
 
@@ -61,6 +63,10 @@ pub struct ChatInput {
     /// the same key attaches to the run it started instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// The API key and end user the exchange's usage is attributed to, and the models the
+    /// key allows (not part of a job's data: a job runs as its user).
+    #[serde(skip)]
+    pub attribution: super::Attribution,
 }
 
 /// What the pipeline tells a transport, in order: the conversation (when created), the

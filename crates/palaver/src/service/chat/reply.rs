@@ -292,6 +292,8 @@ impl ChatService {
             completion_tokens: completion,
             cost_usd: self.prices.cost(&turn.model, prompt, completion),
             created_at,
+            api_key_id: turn.attribution.api_key_id,
+            end_user: turn.attribution.end_user.clone(),
         }
     }
 
