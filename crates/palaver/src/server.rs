@@ -25,8 +25,8 @@ use crate::service::chat::runs::{
 };
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
-    EmbeddingService, JobService, Notifier, ServiceError, TitleService, TransferService,
-    TreeService, UsageService,
+    EmbeddingService, JobService, KeyService, ModelService, Notifier, ServiceError, TitleService,
+    TransferService, TreeService, UsageService,
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
@@ -136,6 +136,8 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
             prices.clone(),
             admission.clone(),
         ),
+        keys: KeyService::new(store.clone()),
+        models: ModelService::new(providers.clone(), prices.clone()),
         titles: TitleService::new(store.clone(), providers, prices, admission.clone()),
         usage: UsageService::new(store.clone(), admission.clone()),
         admission,

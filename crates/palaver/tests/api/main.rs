@@ -31,3 +31,4 @@ mod titles;
 mod transfer;
 mod tree;
 mod tree_live;
+mod v1;
