@@ -18,6 +18,7 @@ mod jobs;
 mod key_store;
 mod limits;
 mod maintenance;
+mod openai_sdk;
 mod platform;
 mod run_store;
 mod runs;
