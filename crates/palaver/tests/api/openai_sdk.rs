@@ -131,6 +131,10 @@ async fn sdks_drive_v1(sdk: &str) {
             .collect();
         let (expected, decoded) = (as_f32(&json!(expected)), as_f32(&report["embeddings"]));
         assert_eq!(decoded.len(), 2, "{sdk} {backend}");
+        assert_eq!(
+            report["embedding_format_sent"], "base64",
+            "the SDKs' default"
+        );
         assert!(
             decoded == expected,
             "{sdk} {backend}: the decoded vectors differ"
@@ -146,7 +150,7 @@ async fn sdks_drive_v1(sdk: &str) {
         let stats = app
             .request(Method::GET, "/api/v1/ai/usage", Some(&token), None)
             .await;
-        assert_eq!(stats.body["requests"], 4, "{sdk} {backend}: {}", stats.body);
+        assert_eq!(stats.body["requests"], 5, "{sdk} {backend}: {}", stats.body);
     }
 }
 

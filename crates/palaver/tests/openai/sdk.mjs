@@ -65,6 +65,9 @@ async function main() {
   // The SDK asks for base64 by default and decodes it.
   const emb = await client.embeddings.create({ model: "text-embedding-3-small", input: ["hello world", "bye"] });
   out.embeddings = emb.data.map((d) => Array.from(d.embedding));
+  // What the SDK asked for on the wire (its default): the raw body of the answer says.
+  const raw = await client.embeddings.create({ model: "text-embedding-3-small", input: "x" }).asResponse();
+  out.embedding_format_sent = typeof (await raw.json()).data[0].embedding === "string" ? "base64" : "float";
   out.not_found = await errorOf(() => client.models.retrieve("gpt-9"), OpenAI.NotFoundError, "code");
   const bad = new OpenAI({ baseURL: `${base}/v1`, apiKey: "pal_revoked-or-made-up", maxRetries: 0 });
   out.auth_error = await errorOf(() => bad.models.list(), OpenAI.AuthenticationError, "code");

@@ -57,6 +57,9 @@ def main():
     # The SDK asks for base64 by default and decodes it.
     emb = client.embeddings.create(model="text-embedding-3-small", input=["hello world", "bye"])
     out["embeddings"] = [d.embedding for d in emb.data]
+    raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="x")
+    wire = json.loads(raw.http_request.content)
+    out["embedding_format_sent"] = wire.get("encoding_format")
     try:
         client.models.retrieve("gpt-9")
         out["not_found"] = None
