@@ -37,7 +37,8 @@ pub struct CreateKeyRequest {
     #[garde(skip)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Stored with the key (1..100000); not enforced per key yet: the user's limit applies.
+    /// Requests per minute with this key (1..100000) on the metered routes, on top of its
+    /// user's limit.
     #[garde(range(min = 1, max = 100_000))]
     pub rate_limit_per_minute: Option<i32>,
     /// Stored with the key (at least 1); not enforced per key yet: the user's quota applies.

@@ -27,6 +27,8 @@ pub struct KeyGrant {
     pub id: uuid::Uuid,
     /// The models the key may use; `None`: every model.
     pub models: Option<Vec<String>>,
+    /// The key's own rate limit (requests per minute), on top of its user's.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// Put in request extensions by the REST middleware; a handler that names it gets it.
@@ -137,6 +139,9 @@ impl Authenticator {
             key: Some(KeyGrant {
                 id: key.id,
                 models: key.models,
+                rate_limit_per_minute: key
+                    .rate_limit_per_minute
+                    .and_then(|n| u32::try_from(n).ok()),
             }),
         }))
     }

@@ -12,6 +12,8 @@ use crate::limits::{Decision, QuotaGuard, Quotas, RateLimiter};
 #[derive(Clone)]
 pub struct Admission {
     limiter: Arc<RateLimiter>,
+    /// API keys' own limits (`rateLimitPerMinute`), each key at its own rate.
+    key_limiter: Arc<RateLimiter>,
     quotas: Arc<Quotas>,
     streams: Arc<ActiveStreams>,
 }
@@ -19,11 +21,13 @@ pub struct Admission {
 impl Admission {
     pub fn new(
         limiter: Arc<RateLimiter>,
+        key_limiter: Arc<RateLimiter>,
         quotas: Arc<Quotas>,
         streams: Arc<ActiveStreams>,
     ) -> Self {
         Admission {
             limiter,
+            key_limiter,
             quotas,
             streams,
         }
@@ -37,6 +41,35 @@ impl Admission {
             .check(user_id)
             .await
             .map_err(|e| ServiceError::Limits(e.to_string()))
+    }
+
+    /// Like [`Admission::decide`] for a request made with an API key that has a limit of its
+    /// own (`(key id, per minute)`): the key's bucket is counted first (a refused key does
+    /// not spend its user's), then the user's; the refusal, else the tighter decision, is
+    /// returned.
+    pub async fn decide_with_key(
+        &self,
+        user_id: &str,
+        key: Option<(Uuid, u32)>,
+    ) -> Result<Decision, ServiceError> {
+        let Some((key_id, per_minute)) = key else {
+            return self.decide(user_id).await;
+        };
+        let rate = crate::limits::Rate::per_minute(per_minute);
+        let keyed = self
+            .key_limiter
+            .check_at(&key_id.to_string(), rate)
+            .await
+            .map_err(|e| ServiceError::Limits(e.to_string()))?;
+        if !keyed.allowed {
+            return Ok(keyed);
+        }
+        let user = self.decide(user_id).await?;
+        Ok(if !user.allowed || user.remaining <= keyed.remaining {
+            user
+        } else {
+            keyed
+        })
     }
 
     /// `Err(RateLimited)` when `decision` refuses.

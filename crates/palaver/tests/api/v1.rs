@@ -566,3 +566,50 @@ async fn a_completion_with_a_conversation_id_is_stored_there() {
         assert_eq!(sent, contents[..3].to_vec());
     }
 }
+
+/// On each backend in-process, and through Redis (the shared limiter) when it is there.
+#[tokio::test]
+async fn a_key_with_its_own_rate_is_limited_before_its_user() {
+    let redis = crate::support::db::redis_url();
+    for backend in backends() {
+        let mut limiters = vec![None];
+        limiters.extend(redis.clone().map(Some));
+        for redis in limiters {
+            let mut extra = vec![("RATE_LIMIT_PER_MINUTE", "10")];
+            if let Some(url) = &redis {
+                extra.push(("REDIS_URL", url.as_str()));
+            }
+            let (app, _mock) = spawn(backend, &extra).await;
+            key_rate_is_its_own(&app, &format!("ivan-{}", uuid::Uuid::new_v4())).await;
+        }
+    }
+}
+
+async fn key_rate_is_its_own(app: &TestApp, user: &str) {
+    let jwt = app.token(user);
+    let made = post(
+        app,
+        "/api/v1/ai/keys",
+        &jwt,
+        json!({"name": "tight", "rateLimitPerMinute": 2}),
+    )
+    .await;
+    let secret = made.body["key"].as_str().unwrap().to_owned();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    for remaining in ["1", "0"] {
+        let ok = post(app, "/v1/chat/completions", &secret, body.clone()).await;
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        assert_eq!(
+            ok.headers["ratelimit-limit"], "2",
+            "the key's is the tighter"
+        );
+        assert_eq!(ok.headers["ratelimit-remaining"], remaining);
+    }
+    let limited = post(app, "/v1/chat/completions", &secret, body.clone()).await;
+    assert_openai_error(&limited, 429, "requests");
+    assert!(limited.headers.contains_key("retry-after"));
+    // The key's refusal did not spend its user's: 8 of 10 are left to the JWT.
+    let own = post(app, "/v1/chat/completions", &jwt, body).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert_eq!(own.headers["ratelimit-remaining"], "7");
+}
