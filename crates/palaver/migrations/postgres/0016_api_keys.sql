@@ -22,3 +22,7 @@ CREATE INDEX api_keys_user ON api_keys (user_id, created_at);
 -- (`user`, `X-OpenWebUI-User-Id`).
 ALTER TABLE usage_records ADD COLUMN api_key_id UUID;
 ALTER TABLE usage_records ADD COLUMN end_user TEXT;
+
+-- A key's tokens today (its `token_quota_per_day`).
+CREATE INDEX usage_records_key_time ON usage_records (api_key_id, created_at)
+    WHERE api_key_id IS NOT NULL;

@@ -41,7 +41,7 @@ pub struct CreateKeyRequest {
     /// user's limit.
     #[garde(range(min = 1, max = 100_000))]
     pub rate_limit_per_minute: Option<i32>,
-    /// Stored with the key (at least 1); not enforced per key yet: the user's quota applies.
+    /// Tokens per UTC day with this key (at least 1), on top of its user's quota.
     #[garde(range(min = 1))]
     pub token_quota_per_day: Option<i64>,
 }

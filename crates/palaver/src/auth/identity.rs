@@ -29,6 +29,8 @@ pub struct KeyGrant {
     pub models: Option<Vec<String>>,
     /// The key's own rate limit (requests per minute), on top of its user's.
     pub rate_limit_per_minute: Option<u32>,
+    /// The key's own daily token quota, on top of its user's.
+    pub token_quota_per_day: Option<i64>,
 }
 
 /// Put in request extensions by the REST middleware; a handler that names it gets it.
@@ -142,6 +144,7 @@ impl Authenticator {
                 rate_limit_per_minute: key
                     .rate_limit_per_minute
                     .and_then(|n| u32::try_from(n).ok()),
+                token_quota_per_day: key.token_quota_per_day,
             }),
         }))
     }

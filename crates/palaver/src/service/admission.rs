@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{ActiveStreams, ServiceError, StreamClaim};
+use super::{ActiveStreams, Attribution, ServiceError, StreamClaim};
 use crate::limits::{Decision, QuotaGuard, Quotas, RateLimiter};
 
 #[derive(Clone)]
@@ -96,6 +96,22 @@ impl Admission {
     /// Refuses a user whose quota is spent (reserves nothing).
     pub async fn quota_open(&self, user_id: &str) -> Result<(), ServiceError> {
         Ok(self.quotas.check(user_id).await?)
+    }
+
+    /// Refuses a request whose user's quota, or whose API key's own daily quota, is spent
+    /// (reserves nothing).
+    pub async fn quota_open_for(
+        &self,
+        user_id: &str,
+        attribution: &Attribution,
+    ) -> Result<(), ServiceError> {
+        self.quota_open(user_id).await?;
+        if let (Some(key_id), Some(limit)) =
+            (attribution.api_key_id, attribution.token_quota_per_day)
+        {
+            self.quotas.check_key(key_id, limit).await?;
+        }
+        Ok(())
     }
 
     /// Reserves the most a request can spend until its usage is stored (the guard).

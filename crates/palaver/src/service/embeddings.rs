@@ -78,6 +78,7 @@ impl EmbeddingService {
         } = input;
         let requested = model.unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_owned());
         attribution.permits(&requested)?;
+        self.admission.quota_open_for(user_id, &attribution).await?;
         let routed = self.providers.route(&requested)?;
         if !matches!(routed.provider, Provider::OpenAi(_) | Provider::Mock(_)) {
             return Err(ServiceError::Invalid {

@@ -19,6 +19,8 @@ pub struct Attribution {
     pub allowed_models: Option<Vec<String>>,
     /// The `user` field or `X-OpenWebUI-User-Id` header: who is behind a shared key.
     pub end_user: Option<String>,
+    /// The key's own daily token quota, on top of its user's.
+    pub token_quota_per_day: Option<i64>,
 }
 
 impl Attribution {
@@ -29,6 +31,7 @@ impl Attribution {
             api_key_id: user.key.as_ref().map(|k| k.id),
             allowed_models: user.key.as_ref().and_then(|k| k.models.clone()),
             end_user,
+            token_quota_per_day: user.key.as_ref().and_then(|k| k.token_quota_per_day),
         }
     }
 

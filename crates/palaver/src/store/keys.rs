@@ -47,4 +47,8 @@ pub trait KeyStore: Send + Sync {
     /// The key whose secret hashes to `secret_hash` (revoked or expired ones too: the caller
     /// decides), by the unique index.
     async fn api_key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
+
+    /// Tokens (prompt and completion) of the usage records made with a key since `since`:
+    /// the raw records, so `since` must be within the usage retention (a day is).
+    async fn tokens_used_by_key_since(&self, key_id: Uuid, since: Timestamp) -> StoreResult<i64>;
 }

@@ -240,6 +240,17 @@ async fn usage_records_keep_their_key_and_end_user() {
         }
         assert_eq!(usage_attribution(&db, unattributed.id).await, (None, None));
         assert_eq!(store.usage_stats("alice").await.unwrap().total_tokens, 21);
+        // A key's tokens since a time: its records only, from that time on.
+        let used = |since| store.tokens_used_by_key_since(key_id, since);
+        assert_eq!(used(t0).await.unwrap(), 3 + 3 + 6 + 8, "{backend}");
+        assert_eq!(used(t0 + Duration::seconds(1)).await.unwrap(), 0);
+        assert_eq!(
+            store
+                .tokens_used_by_key_since(Uuid::now_v7(), t0)
+                .await
+                .unwrap(),
+            0
+        );
     }
 }
 

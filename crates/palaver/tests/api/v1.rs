@@ -613,3 +613,33 @@ async fn key_rate_is_its_own(app: &TestApp, user: &str) {
     assert_eq!(own.status, 200, "{}", own.body);
     assert_eq!(own.headers["ratelimit-remaining"], "7");
 }
+
+/// A key's own daily token quota refuses it once spent; its user goes on.
+#[tokio::test]
+async fn a_key_with_its_own_quota_is_refused_once_spent() {
+    for backend in backends() {
+        let (app, _mock) = spawn(backend, &[]).await;
+        let jwt = app.token("judy");
+        let made = post(
+            &app,
+            "/api/v1/ai/keys",
+            &jwt,
+            json!({"name": "small", "tokenQuotaPerDay": 5}),
+        )
+        .await;
+        let secret = made.body["key"].as_str().unwrap().to_owned();
+        let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one two three four five six"}]});
+        let first = post(&app, "/v1/chat/completions", &secret, body.clone()).await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        let spent = post(&app, "/v1/chat/completions", &secret, body.clone()).await;
+        assert_openai_error(&spent, 429, "insufficient_quota");
+        assert_eq!(spent.headers["x-should-retry"], "false", "{backend}");
+        let embed = post(&app, "/v1/embeddings", &secret, json!({"input": "x"})).await;
+        assert_openai_error(&embed, 429, "insufficient_quota");
+        let own = post(&app, "/v1/chat/completions", &jwt, body).await;
+        assert_eq!(
+            own.status, 200,
+            "{backend}: the user's own quota is not the key's"
+        );
+    }
+}

@@ -139,7 +139,9 @@ impl ChatService {
         input: CompletionInput,
     ) -> Result<Call<'_>, ServiceError> {
         input.attribution.permits(&input.model)?;
-        self.admission.quota_open(user_id).await?;
+        self.admission
+            .quota_open_for(user_id, &input.attribution)
+            .await?;
         let routed = self.providers.route(&input.model)?;
         let model = if self.providers.is_mock() {
             "mock".to_owned()

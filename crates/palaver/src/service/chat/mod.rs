@@ -316,7 +316,8 @@ impl ChatService {
         input: &ChatInput,
         anchor: Anchor,
     ) -> Result<Admitted, ChatFailure> {
-        self.admission.quota_open(user_id).await?;
+        let attribution = &input.attribution;
+        self.admission.quota_open_for(user_id, attribution).await?;
         let (conversation, created, place) = self.place(user_id, input, anchor).await?;
         let run_id = Uuid::now_v7();
         let claim = self

@@ -84,6 +84,18 @@ impl KeyStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn tokens_used_by_key_since(&self, key_id: Uuid, since: Timestamp) -> StoreResult<i64> {
+        let used: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0)::BIGINT \
+             FROM usage_records WHERE api_key_id = $1 AND created_at >= $2",
+        )
+        .bind(key_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(used)
+    }
+
     async fn api_key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
         let row = sqlx::query(concat!(select_keys!(), " WHERE secret_hash = $1"))
             .bind(secret_hash)

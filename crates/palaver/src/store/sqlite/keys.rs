@@ -100,6 +100,20 @@ impl KeyStore for SqliteStore {
         Ok(changed == 1)
     }
 
+    async fn tokens_used_by_key_since(&self, key_id: Uuid, since: Timestamp) -> StoreResult<i64> {
+        let (key_id, since) = (key_id.to_string(), ts(since));
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) \
+                     FROM usage_records WHERE api_key_id = ?1 AND created_at >= ?2",
+                )?
+                .query_row(params![key_id, since], |r| r.get(0))
+            })
+            .await?)
+    }
+
     async fn api_key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
         let hash = secret_hash.to_owned();
         let sql = concat!(select_keys!(), " WHERE secret_hash = ?1");
