@@ -25,8 +25,8 @@ use crate::service::chat::runs::{
 };
 use crate::service::{
     ActiveStreams, Admission, AutoTitle, ChatDefaults, ChatParts, ChatService, ConversationService,
-    EmbeddingService, JobService, Notifier, ServiceError, TemplateService, TitleService,
-    TransferService, TreeService, UsageService,
+    EmbeddingService, JobService, KeyService, ModelService, Notifier, ServiceError,
+    TemplateService, TitleService, TransferService, TreeService, UsageService,
 };
 use crate::state::AppState;
 use crate::store::{self, Backend, StoreError};
@@ -69,6 +69,17 @@ pub async fn connect_store(config: &Config) -> Result<Backend, StartupError> {
     Ok(store::connect(&config.database, config.database_pool_size).await?)
 }
 
+/// Refuses a title model no provider serves (every title job would fail); warns of odd keys.
+fn check_models(config: &Config, providers: &Providers) -> Result<(), StartupError> {
+    if let Some(model) = &config.titles.model {
+        providers
+            .route(model)
+            .map_err(|e| ConfigError::new("TITLE_MODEL", e.to_string()))?;
+    }
+    (config.key_warnings().iter()).for_each(|warning| tracing::warn!("{warning}"));
+    Ok(())
+}
+
 /// Builds the shared state: store (migrated), JWT verifier, providers, services.
 pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
     resolve_jwt(&mut config)?;
@@ -77,20 +88,12 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
     let verifier = JwtVerifier::from_config(&config.jwt).await?;
     let providers = Arc::new(Providers::from_config(&config)?);
     let prices = Arc::new(PriceTable::load(config.prices_file.as_deref())?);
-    let (limiter, auth_failures, quotas) = limits(&config, &store).await?;
+    let (limiter, key_limiter, auth_failures, quotas) = limits(&config, &store).await?;
     announce_providers(&providers);
-    if let Some(model) = &config.titles.model {
-        // A title model no provider serves would fail every title job: say so at start-up.
-        providers
-            .route(model)
-            .map_err(|e| ConfigError::new("TITLE_MODEL", e.to_string()))?;
-    }
-    for warning in config.key_warnings() {
-        tracing::warn!("{warning}");
-    }
+    check_models(&config, &providers)?;
     let _ = crate::telemetry::metrics_handle();
     let streams = Arc::new(ActiveStreams::default());
-    let admission = Admission::new(limiter, quotas, streams.clone());
+    let admission = Admission::new(limiter, key_limiter, quotas, streams.clone());
     let run_log = Arc::new(run_log(&config).await?);
     let control = match &config.redis_url {
         Some(url) => RunControl::connect(streams.clone(), url.expose_secret()).await?,
@@ -139,6 +142,8 @@ pub async fn build_state(mut config: Config) -> Result<AppState, StartupError> {
             prices.clone(),
             admission.clone(),
         ),
+        keys: KeyService::new(store.clone()),
+        models: ModelService::new(providers.clone(), prices.clone()),
         titles: TitleService::new(store.clone(), providers, prices, admission.clone()),
         usage: UsageService::new(store.clone(), admission.clone()),
         admission,
@@ -165,23 +170,15 @@ async fn run_log(config: &Config) -> Result<RunLog, StartupError> {
     Ok(RunLog::new(LocalLog::new(ttl, cap), shared))
 }
 
-/// The per-user rate limiter, the per-IP limiter of failed authentications, and the quotas:
-/// shared through Redis when it is configured.
-async fn limits(
-    config: &Config,
-    store: &Arc<dyn store::Store>,
-) -> Result<(Arc<RateLimiter>, Arc<RateLimiter>, Arc<Quotas>), StartupError> {
-    let redis_url = config
-        .redis_url
-        .as_ref()
-        .map(|u| u.expose_secret().to_owned());
-    let redis_url = redis_url.as_deref();
+/// The per-user rate limiter, API keys' own limiter (each check names its key's rate), the
+/// per-IP limiter of failed authentications, and the quotas: shared through Redis when it is
+/// configured.
+async fn limits(config: &Config, store: &Arc<dyn store::Store>) -> Result<Limits, StartupError> {
+    let redis_url = config.redis_url.as_ref().map(|u| u.expose_secret());
     let per_minute = |n| Rate::per_minute(n);
-    let limiter = rate_limiter(
-        redis_url,
-        per_minute(config.rate_limit_per_minute),
-        "palaver:rl:user:",
-    );
+    let user_rate = per_minute(config.rate_limit_per_minute);
+    let limiter = rate_limiter(redis_url, user_rate, "palaver:rl:user:");
+    let keys = rate_limiter(redis_url, user_rate, "palaver:rl:key:");
     let failures = rate_limiter(
         redis_url,
         per_minute(config.auth_failures_per_minute),
@@ -190,10 +187,19 @@ async fn limits(
     let quotas = Quotas::new(config.quota_tokens_per_day, store.clone(), redis_url);
     Ok((
         Arc::new(limiter.await?),
+        Arc::new(keys.await?),
         Arc::new(failures.await?),
         Arc::new(quotas.await?),
     ))
 }
+
+/// The users' and the keys' limiters, the failed authentications' limiter, the quotas.
+type Limits = (
+    Arc<RateLimiter>,
+    Arc<RateLimiter>,
+    Arc<RateLimiter>,
+    Arc<Quotas>,
+);
 
 async fn rate_limiter(
     redis_url: Option<&str>,

@@ -9,8 +9,9 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::service::chat::runs::RunService;
 use crate::service::{
-    Admission, ChatService, ConversationService, EmbeddingService, JobService, Notifier,
-    TemplateService, TitleService, TransferService, TreeService, UsageService,
+    Admission, ChatService, ConversationService, EmbeddingService, JobService, KeyService,
+    ModelService, Notifier, TemplateService, TitleService, TransferService, TreeService,
+    UsageService,
 };
 use crate::store::Store;
 
@@ -33,6 +34,10 @@ pub struct AppState {
     /// The users' prompt templates.
     pub templates: TemplateService,
     pub embeddings: EmbeddingService,
+    /// API keys: minted, listed, revoked.
+    pub keys: KeyService,
+    /// Every configured provider's models (`GET /v1/models`).
+    pub models: ModelService,
     /// Conversation titles (the `generate-title` job's work).
     pub titles: TitleService,
     pub usage: UsageService,

@@ -23,7 +23,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::protocol::ChatRequest;
 use crate::protocol::dto::rfc3339;
 use crate::service::chat::runs::Logged;
-use crate::service::{ChatEvent, ChatInput, ChatOutcome, ChatSink, ExchangeOptions};
+use crate::service::{Attribution, ChatEvent, ChatInput, ChatOutcome, ChatSink, ExchangeOptions};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -100,6 +100,7 @@ async fn chat(
 ) -> Result<Response, ApiError> {
     let streaming = body.stream.unwrap_or(false);
     let mut input = body.into_input();
+    input.attribution = Attribution::of(&user, None);
     if let Some(key) = idempotency_key(&headers)? {
         input.client_request_id = Some(key);
     }

@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use super::extract::ApiJson;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::service::{Attribution, EmbedInput};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -102,7 +103,7 @@ async fn embeddings(
         (Some(text), None) => {
             let out = state
                 .embeddings
-                .embed(&user.id, body.model, vec![text])
+                .embed(&user.id, embed_input(&user, body.model, vec![text]))
                 .await?;
             let embedding = out.vectors.into_iter().next().unwrap_or_default();
             Ok(Json(SingleEmbeddingResponse {
@@ -117,7 +118,8 @@ async fn embeddings(
                 EmbeddingInput::One(t) => vec![t],
                 EmbeddingInput::Many(v) => v,
             };
-            let out = state.embeddings.embed(&user.id, body.model, texts).await?;
+            let input = embed_input(&user, body.model, texts);
+            let out = state.embeddings.embed(&user.id, input).await?;
             let data = out
                 .vectors
                 .into_iter()
@@ -143,5 +145,13 @@ async fn embeddings(
             "text",
             "`text` or `input` is required",
         )),
+    }
+}
+
+/// The service's input for texts embedded by `user` (with the key it authenticated with).
+fn embed_input(user: &AuthUser, model: Option<String>, texts: Vec<String>) -> EmbedInput {
+    EmbedInput {
+        attribution: Attribution::of(user, None),
+        ..EmbedInput::texts(model, texts)
     }
 }

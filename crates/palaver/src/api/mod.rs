@@ -8,7 +8,9 @@ mod embeddings;
 pub mod extract;
 mod health;
 mod jobs;
+mod keys;
 mod messages;
+pub mod openai;
 mod rate;
 mod runs;
 mod sse;
@@ -17,7 +19,7 @@ mod transfer;
 mod usage;
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -42,6 +44,8 @@ pub use crate::telemetry::REQUEST_ID;
         (name = "templates", description = "Per-user prompt templates, every version kept"),
         (name = "usage", description = "Usage, cost and limits"),
         (name = "jobs", description = "Background jobs (the `ai-tasks` queue)"),
+        (name = "keys", description = "API keys (`pal_…`) for OpenAI-compatible clients"),
+        (name = "openai", description = "The OpenAI-compatible surface (`/v1`): a JWT or an API key, errors in OpenAI's shape"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]
@@ -53,7 +57,7 @@ struct BearerScheme;
 impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT".to_owned());
+        scheme.bearer_format = Some("JWT, or a Palaver API key (pal_…)".to_owned());
         openapi
             .components
             .get_or_insert_with(Default::default)
@@ -82,6 +86,7 @@ fn protected() -> OpenApiRouter<AppState> {
             .merge(runs::router())
             .merge(usage::router())
             .merge(templates::router())
+            .merge(keys::router())
             .merge(jobs::router()),
     )
 }
@@ -97,6 +102,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(metered().into_openapi());
     doc.merge(protected().into_openapi());
     doc.merge(public().into_openapi());
+    doc.merge(openai::metered().into_openapi());
+    doc.merge(openai::protected().into_openapi());
     doc
 }
 
@@ -115,13 +122,28 @@ pub fn routes(state: AppState) -> Router {
         .merge(metered)
         .route_layer(from_fn_with_state(state.clone(), require_auth));
     let (public, _) = public().split_for_parts();
+    let v1 = openai_routes(&state);
     let openapi_json = openapi().to_json().unwrap_or_else(|_| "{}".to_owned());
     Router::new()
         .merge(protected)
+        .merge(v1)
         .merge(public)
         .merge(docs::router(openapi_json))
         .fallback(|| async { ApiError::NotFound("Route not found".into()) })
         .with_state(state)
+}
+
+/// The OpenAI-compatible `/v1` routes: the same authentication and rate limit as
+/// `/api/v1`, errors rewritten in OpenAI's shape.
+fn openai_routes(state: &AppState) -> Router<AppState> {
+    let (metered, _) = openai::metered().split_for_parts();
+    let metered = metered.route_layer(from_fn_with_state(state.clone(), rate::rate_limit));
+    let (protected, _) = openai::protected().split_for_parts();
+    protected
+        .merge(metered)
+        .merge(openai::unknown())
+        .route_layer(from_fn_with_state(state.clone(), require_auth))
+        .layer(from_fn(openai::openai_errors))
 }
 
 /// Error envelope, body limit, metrics, tracing, request ids and CORS.
@@ -154,8 +176,19 @@ fn cors(origins: &[String]) -> CorsLayer {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
-        .expose_headers([REQUEST_ID, header::RETRY_AFTER]);
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            REQUEST_ID,
+            HeaderName::from_static("x-conversation-id"),
+            HeaderName::from_static("x-openwebui-user-id"),
+        ])
+        .expose_headers([
+            REQUEST_ID,
+            header::RETRY_AFTER,
+            HeaderName::from_static("x-palaver-ignored-params"),
+            HeaderName::from_static("x-palaver-conversation-id"),
+        ]);
     if origins.iter().any(|o| o == "*") {
         layer
     } else {

@@ -14,7 +14,11 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     let Some(user) = request.extensions().get::<AuthUser>().cloned() else {
         return ApiError::Unauthorized("Missing bearer token".into()).into_response();
     };
-    let decision = match state.admission.decide(&user.id).await {
+    let key = user
+        .key
+        .as_ref()
+        .and_then(|k| k.rate_limit_per_minute.map(|n| (k.id, n)));
+    let decision = match state.admission.decide_with_key(&user.id, key).await {
         Ok(decision) => decision,
         Err(err) => return ApiError::from(err).into_response(),
     };

@@ -1,4 +1,5 @@
-//! Who is calling: the bearer token verified, failures throttled per IP, the user row made.
+//! Who is calling: the bearer token (a JWT or an API key) verified, failures throttled per
+//! IP, the user row made.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -8,14 +9,28 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::{AuthError, JwtVerifier};
+use super::{AuthError, JwtVerifier, keys};
 use crate::limits::RateLimiter;
 use crate::store::{self, Store, StoreError};
 
-/// The authenticated caller: the token's `sub`.
+/// The authenticated caller: the token's `sub`, or the owner of the API key used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
     pub id: String,
+    /// The API key the caller authenticated with; `None` for a JWT.
+    pub key: Option<KeyGrant>,
+}
+
+/// What an API key grants beyond its owner's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub id: uuid::Uuid,
+    /// The models the key may use; `None`: every model.
+    pub models: Option<Vec<String>>,
+    /// The key's own rate limit (requests per minute), on top of its user's.
+    pub rate_limit_per_minute: Option<u32>,
+    /// The key's own daily token quota, on top of its user's.
+    pub token_quota_per_day: Option<i64>,
 }
 
 /// Put in request extensions by the REST middleware; a handler that names it gets it.
@@ -86,18 +101,52 @@ impl Authenticator {
             });
         }
         let verified = match token.map(str::trim).filter(|t| !t.is_empty()) {
-            Some(token) => self.verifier.verify(token).await,
+            Some(secret) if keys::is_api_key(secret) => self.key_owner(secret).await?,
+            Some(token) => self.verifier.verify(token).await.map(|claims| AuthUser {
+                id: claims.sub,
+                key: None,
+            }),
             None => Err(AuthError::Missing),
         };
-        let claims = match verified {
-            Ok(claims) => claims,
+        let user = match verified {
+            Ok(user) => user,
             Err(error) => return Err(self.failed(ip, error).await),
         };
         self.known_users
-            .ensure(self.store.as_ref(), &claims.sub)
+            .ensure(self.store.as_ref(), &user.id)
             .await
             .map_err(|e| AuthRefusal::Unavailable(e.to_string()))?;
-        Ok(AuthUser { id: claims.sub })
+        Ok(user)
+    }
+
+    /// The owner of an API key, by the hash of its secret (one indexed read: a revoked key
+    /// is refused on its next request, on every instance); `Err` when the store fails.
+    async fn key_owner(&self, secret: &str) -> Result<Result<AuthUser, AuthError>, AuthRefusal> {
+        let found = self
+            .store
+            .api_key_by_hash(&keys::hash_secret(secret))
+            .await
+            .map_err(|e| AuthRefusal::Unavailable(e.to_string()))?;
+        let Some(key) = found else {
+            return Ok(Err(AuthError::UnknownApiKey));
+        };
+        if key.revoked_at.is_some() {
+            return Ok(Err(AuthError::RevokedApiKey));
+        }
+        if !key.is_usable(store::now()) {
+            return Ok(Err(AuthError::ExpiredApiKey));
+        }
+        Ok(Ok(AuthUser {
+            id: key.user_id,
+            key: Some(KeyGrant {
+                id: key.id,
+                models: key.models,
+                rate_limit_per_minute: key
+                    .rate_limit_per_minute
+                    .and_then(|n| u32::try_from(n).ok()),
+                token_quota_per_day: key.token_quota_per_day,
+            }),
+        }))
     }
 
     /// Counts a failed authentication for `ip`: unauthorized, or throttled once over the limit.

@@ -1,8 +1,10 @@
-//! Identity: JWT verification (HS256, RS256/ES256 from a PEM key, or a JWKS) and the
-//! [`Authenticator`] every transport asks who is calling.
+//! Identity: JWT verification (HS256, RS256/ES256 from a PEM key, or a JWKS), API keys
+//! (`pal_…`, looked up by their hash) and the [`Authenticator`] every transport asks who is
+//! calling.
 
 mod identity;
 mod jwks;
+pub mod keys;
 mod token;
 
 use std::sync::Arc;
@@ -13,7 +15,9 @@ use serde::Deserialize;
 
 use crate::config::JwtConfig;
 
-pub use identity::{AuthRefusal, AuthUser, Authenticator, KnownUsers, bearer, client_ip_of};
+pub use identity::{
+    AuthRefusal, AuthUser, Authenticator, KeyGrant, KnownUsers, bearer, client_ip_of,
+};
 pub use token::{mint_hs256, parse_ttl};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,12 @@ pub enum AuthError {
     Malformed,
     #[error("Token signing key is unknown")]
     UnknownKey,
+    #[error("Incorrect API key provided")]
+    UnknownApiKey,
+    #[error("API key has been revoked")]
+    RevokedApiKey,
+    #[error("API key has expired")]
+    ExpiredApiKey,
 }
 
 #[derive(Debug, thiserror::Error)]

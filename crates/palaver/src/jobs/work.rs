@@ -17,7 +17,7 @@ use crate::service::NewConversationInput;
 use crate::service::chat::{is_from_job, job_reply_id};
 use crate::service::jobs::job_error;
 use crate::service::{Anchor, ChatInput, DEFAULT_TITLE, ExchangeOptions, JobScope};
-use crate::service::{ReplyGuard, ServiceError};
+use crate::service::{EmbedInput, ReplyGuard, ServiceError};
 use crate::store::jobs::Job;
 use crate::store::{Message, Role};
 
@@ -127,7 +127,7 @@ impl Runner {
         let out = self
             .state
             .embeddings
-            .embed(&job.user_id, data.model, vec![data.text])
+            .embed(&job.user_id, EmbedInput::texts(data.model, vec![data.text]))
             .await?;
         // Written straight from the f32s, each as its shortest decimal, as `POST /ai/embeddings`
         // writes it: the text is stored, emitted and served as it is.

@@ -27,12 +27,17 @@ impl LocalGcra {
 
     /// Decides for `key`; counts the request only when `consume` is true.
     pub fn check(&self, key: &str, consume: bool) -> Decision {
+        self.check_at(key, self.rate, consume)
+    }
+
+    /// Decides for `key` at its own `rate` (an API key's limit) instead of the limiter's.
+    pub fn check_at(&self, key: &str, rate: Rate, consume: bool) -> Decision {
         let now = self.epoch.elapsed().as_micros() as u64;
         let Ok(mut state) = self.state.lock() else {
             // A poisoned lock means a panic elsewhere; fail open rather than refuse everyone.
-            return gcra(self.rate, now, None).0;
+            return gcra(rate, now, None).0;
         };
-        let (decision, new_tat) = gcra(self.rate, now, state.get(key).copied());
+        let (decision, new_tat) = gcra(rate, now, state.get(key).copied());
         if let Some(tat) = new_tat.filter(|_| consume) {
             if state.len() > 100_000 {
                 // Expired entries carry no information: a missing key means a full bucket.

@@ -114,6 +114,14 @@ impl RateLimiter {
         }
     }
 
+    /// Counts one request for `key` at its own `rate` (the limiter's is ignored).
+    pub async fn check_at(&self, key: &str, rate: Rate) -> Result<Decision, LimitError> {
+        match self {
+            RateLimiter::Local(l) => Ok(l.check_at(key, rate, true)),
+            RateLimiter::Redis(r) => r.check_at(key, rate, true).await,
+        }
+    }
+
     /// Says whether a request for `key` would be allowed, counting nothing.
     pub async fn peek(&self, key: &str) -> Result<Decision, LimitError> {
         match self {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use redis::aio::ConnectionManager;
+use uuid::Uuid;
 
 use crate::store::Store;
 
@@ -212,6 +213,23 @@ impl Quotas {
             }
         };
         if used + in_flight >= limit {
+            return Err(QuotaError::Exceeded {
+                retry_after_secs: secs_to_midnight(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a request made with an API key whose own daily quota (`limit` tokens per UTC
+    /// day) is spent. Recorded usage only: requests in flight are not reserved per key, so a
+    /// parallel burst may overshoot it by what those requests spend.
+    pub async fn check_key(&self, key_id: Uuid, limit: i64) -> Result<(), QuotaError> {
+        let used = self
+            .store
+            .tokens_used_by_key_since(key_id, start_of_day())
+            .await
+            .map_err(|e| QuotaError::Backend(e.to_string()))?;
+        if used >= limit {
             return Err(QuotaError::Exceeded {
                 retry_after_secs: secs_to_midnight(),
             });

@@ -51,19 +51,29 @@ impl RedisGcra {
 
     /// Decides for `key`; counts the request only when `consume` is true.
     pub async fn check(&self, key: &str, consume: bool) -> Result<Decision, LimitError> {
+        self.check_at(key, self.rate, consume).await
+    }
+
+    /// Decides for `key` at its own `rate` (an API key's limit) instead of the limiter's.
+    pub async fn check_at(
+        &self,
+        key: &str,
+        rate: Rate,
+        consume: bool,
+    ) -> Result<Decision, LimitError> {
         let mut conn = self.conn.clone();
         let (allowed, remaining, reset_us, retry_us): (i64, i64, i64, i64) = self
             .script
             .key(format!("{}{key}", self.prefix))
-            .arg(self.rate.interval().as_micros() as u64)
-            .arg(self.rate.limit)
+            .arg(rate.interval().as_micros() as u64)
+            .arg(rate.limit)
             .arg(if consume { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
             .map_err(|e| LimitError::Backend(e.to_string()))?;
         Ok(Decision {
             allowed: allowed == 1,
-            limit: self.rate.limit,
+            limit: rate.limit,
             remaining: remaining.max(0) as u32,
             reset_after: std::time::Duration::from_micros(reset_us.max(0) as u64),
             retry_after: std::time::Duration::from_micros(retry_us.max(0) as u64),

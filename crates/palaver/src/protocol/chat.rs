@@ -88,6 +88,7 @@ impl ChatRequest {
             template_version: self.template_version,
             variables: self.variables,
             cache: self.cache,
+            attribution: Default::default(),
         }
     }
 }

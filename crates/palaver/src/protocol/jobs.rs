@@ -62,7 +62,7 @@ impl CreateJobRequest {
             .ok_or_else(|| ApiError::validation("data", "is required"))?;
         if completion {
             let request: ChatRequest = from_value(data).map_err(in_data)?;
-            return Ok(JobRequest::Completion(request.into_input()));
+            return Ok(JobRequest::Completion(Box::new(request.into_input())));
         }
         let data: EmbeddingJobData = from_value(data).map_err(in_data)?;
         Ok(JobRequest::Embeddings {

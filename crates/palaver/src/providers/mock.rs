@@ -84,7 +84,11 @@ impl Mock {
 
     pub async fn embed(&self, request: &EmbeddingRequest) -> Result<Embeddings, ProviderError> {
         Ok(Embeddings {
-            vectors: request.inputs.iter().map(|t| embedding(t)).collect(),
+            vectors: request
+                .inputs
+                .iter()
+                .map(|t| shortened(embedding(t), request.dimensions))
+                .collect(),
             prompt_tokens: None,
         })
     }
@@ -124,6 +128,23 @@ fn title_of(request_text: &str) -> String {
 }
 
 /// A deterministic unit vector derived from the text.
+/// A vector cut to `dimensions` and scaled back to unit length (what OpenAI's
+/// `text-embedding-3-*` models do).
+fn shortened(mut v: Vec<f32>, dimensions: Option<u32>) -> Vec<f32> {
+    let Some(n) = dimensions
+        .map(|n| n as usize)
+        .filter(|&n| n > 0 && n < v.len())
+    else {
+        return v;
+    };
+    v.truncate(n);
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
 fn embedding(text: &str) -> Vec<f32> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);

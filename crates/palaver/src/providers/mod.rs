@@ -86,6 +86,8 @@ pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderErro
 pub struct EmbeddingRequest {
     pub model: String,
     pub inputs: Vec<String>,
+    /// The vectors' length, for models that can shorten them (`text-embedding-3-*`).
+    pub dimensions: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -19,10 +19,10 @@ pub struct Providers {
     mock: Option<Provider>,
 }
 
-/// A routed model: the provider and the model name to send it.
-pub struct Routed<'a> {
+/// A routed model: the provider and the model name to send it (a part of the name asked).
+pub struct Routed<'a, 'm> {
     pub provider: &'a Provider,
-    pub model: &'a str,
+    pub model: &'m str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,7 @@ impl Providers {
             .flatten()
     }
 
-    pub fn route<'a>(&'a self, model: &'a str) -> Result<Routed<'a>, RouteError> {
+    pub fn route<'a, 'm>(&'a self, model: &'m str) -> Result<Routed<'a, 'm>, RouteError> {
         if let Some(mock) = &self.mock {
             let bare = model.strip_prefix("mock/").unwrap_or(model);
             return Ok(Routed {

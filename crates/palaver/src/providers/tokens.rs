@@ -44,6 +44,11 @@ pub fn count_text(model: &str, text: &str) -> usize {
     bpe_for(model).encode_ordinary(text).len()
 }
 
+/// The text of token ids in the model's encoding; `None` for an id the encoding lacks.
+pub fn decode(model: &str, ids: &[u32]) -> Option<String> {
+    bpe_for(model).decode(ids.to_vec()).ok()
+}
+
 /// Tokens a chat prompt costs: the messages plus OpenAI's per-message framing.
 pub fn count_messages(model: &str, messages: &[ChatMessage]) -> usize {
     let bpe = bpe_for(model);
@@ -61,8 +66,14 @@ pub fn message_overhead() -> usize {
 
 /// The context window of a model, in tokens.
 pub fn context_window(model: &str) -> usize {
+    // OpenAI-compatible servers (Ollama, vLLM, llama.cpp) commonly run 8k contexts.
+    known_context_window(model).unwrap_or(8_192)
+}
+
+/// The context window of a model whose family Palaver knows, in tokens.
+pub fn known_context_window(model: &str) -> Option<usize> {
     let model = model.rsplit('/').next().unwrap_or(model);
-    if model.starts_with("claude") {
+    let window = if model.starts_with("claude") {
         200_000
     } else if model.starts_with("gemini") {
         1_000_000
@@ -77,9 +88,9 @@ pub fn context_window(model: &str) -> usize {
     } else if model.starts_with("mock") {
         128_000
     } else {
-        // OpenAI-compatible servers (Ollama, vLLM, llama.cpp) commonly run 8k contexts.
-        8_192
-    }
+        return None;
+    };
+    Some(window)
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{ActiveStreams, ServiceError, StreamClaim};
+use super::{ActiveStreams, Attribution, ServiceError, StreamClaim};
 use crate::limits::{Decision, QuotaGuard, Quotas, RateLimiter};
 
 #[derive(Clone)]
 pub struct Admission {
     limiter: Arc<RateLimiter>,
+    /// API keys' own limits (`rateLimitPerMinute`), each key at its own rate.
+    key_limiter: Arc<RateLimiter>,
     quotas: Arc<Quotas>,
     streams: Arc<ActiveStreams>,
 }
@@ -19,11 +21,13 @@ pub struct Admission {
 impl Admission {
     pub fn new(
         limiter: Arc<RateLimiter>,
+        key_limiter: Arc<RateLimiter>,
         quotas: Arc<Quotas>,
         streams: Arc<ActiveStreams>,
     ) -> Self {
         Admission {
             limiter,
+            key_limiter,
             quotas,
             streams,
         }
@@ -37,6 +41,35 @@ impl Admission {
             .check(user_id)
             .await
             .map_err(|e| ServiceError::Limits(e.to_string()))
+    }
+
+    /// Like [`Admission::decide`] for a request made with an API key that has a limit of its
+    /// own (`(key id, per minute)`): the key's bucket is counted first (a refused key does
+    /// not spend its user's), then the user's; the refusal, else the tighter decision, is
+    /// returned.
+    pub async fn decide_with_key(
+        &self,
+        user_id: &str,
+        key: Option<(Uuid, u32)>,
+    ) -> Result<Decision, ServiceError> {
+        let Some((key_id, per_minute)) = key else {
+            return self.decide(user_id).await;
+        };
+        let rate = crate::limits::Rate::per_minute(per_minute);
+        let keyed = self
+            .key_limiter
+            .check_at(&key_id.to_string(), rate)
+            .await
+            .map_err(|e| ServiceError::Limits(e.to_string()))?;
+        if !keyed.allowed {
+            return Ok(keyed);
+        }
+        let user = self.decide(user_id).await?;
+        Ok(if !user.allowed || user.remaining <= keyed.remaining {
+            user
+        } else {
+            keyed
+        })
     }
 
     /// `Err(RateLimited)` when `decision` refuses.
@@ -63,6 +96,22 @@ impl Admission {
     /// Refuses a user whose quota is spent (reserves nothing).
     pub async fn quota_open(&self, user_id: &str) -> Result<(), ServiceError> {
         Ok(self.quotas.check(user_id).await?)
+    }
+
+    /// Refuses a request whose user's quota, or whose API key's own daily quota, is spent
+    /// (reserves nothing).
+    pub async fn quota_open_for(
+        &self,
+        user_id: &str,
+        attribution: &Attribution,
+    ) -> Result<(), ServiceError> {
+        self.quota_open(user_id).await?;
+        if let (Some(key_id), Some(limit)) =
+            (attribution.api_key_id, attribution.token_quota_per_day)
+        {
+            self.quotas.check_key(key_id, limit).await?;
+        }
+        Ok(())
     }
 
     /// Reserves the most a request can spend until its usage is stored (the guard).

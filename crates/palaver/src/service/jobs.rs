@@ -23,7 +23,7 @@ pub const MAX_ATTEMPTS: i32 = 3;
 /// A job to queue, validated by its transport.
 #[derive(Debug, Clone)]
 pub enum JobRequest {
-    Completion(ChatInput),
+    Completion(Box<ChatInput>),
     Embeddings {
         text: String,
         model: Option<String>,

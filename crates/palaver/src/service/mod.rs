@@ -9,6 +9,8 @@ mod conversations;
 pub mod embeddings;
 mod error;
 pub mod jobs;
+mod keys;
+mod models;
 mod notify;
 pub mod streams;
 mod templates;
@@ -20,12 +22,15 @@ mod usage;
 pub use admission::Admission;
 pub use chat::{
     Anchor, ChatDefaults, ChatEvent, ChatFailure, ChatInput, ChatOutcome, ChatParts, ChatService,
-    ChatSink, ExchangeOptions, JobScope, NoSink, ReplyGuard, StreamHandle,
+    ChatSink, Completion, CompletionEvent, CompletionInput, CompletionStream, ExchangeOptions,
+    JobScope, NoSink, ReplyGuard, StreamHandle,
 };
 pub use conversations::{ConversationService, DEFAULT_TITLE, NewConversationInput, Page};
-pub use embeddings::{EmbeddingOutcome, EmbeddingService};
+pub use embeddings::{EmbedInput, EmbeddingOutcome, EmbeddingService};
 pub use error::ServiceError;
 pub use jobs::{JobRequest, JobService};
+pub use keys::{Attribution, KeyService, NewKeyInput};
+pub use models::{ModelInfo, ModelService};
 pub use notify::{Emitter, Notifier, UserEvent};
 pub use streams::{ActiveStreams, StreamClaim};
 pub use templates::{AppliedTemplate, TemplatePatch, TemplateService};

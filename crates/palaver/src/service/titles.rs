@@ -141,6 +141,8 @@ impl TitleService {
             i64::from(usage.completion_tokens),
         );
         let record = UsageRecord {
+            api_key_id: None,
+            end_user: None,
             id: Uuid::now_v7(),
             user_id: user_id.to_owned(),
             conversation_id: Some(conversation_id),

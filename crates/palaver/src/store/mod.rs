@@ -1,5 +1,5 @@
 //! Storage: two narrow traits, [`Store`] (users, conversations, messages, usage, and through
-//! [`RunStore`] and [`TemplateStore`] runs and prompt templates) and
+//! [`RunStore`], [`TemplateStore`] and [`KeyStore`] runs, prompt templates and API keys) and
 //! [`JobStore`] (the `jobs` table), each with a SQLite and a PostgreSQL implementation
 //! (`sqlite/`, `postgres/`; SQLite runs on the [`embedded`] engine). [`connect`] opens both on
 //! one database, so no connection pool leaves this module.
@@ -10,6 +10,7 @@
 
 pub mod embedded;
 pub mod jobs;
+mod keys;
 mod postgres;
 mod runs;
 mod search;
@@ -26,6 +27,7 @@ use uuid::Uuid;
 use crate::config::DatabaseConfig;
 
 pub use jobs::{JobStore, JobStoreError, JobStoreResult};
+pub use keys::{ApiKey, KeyStore};
 pub use postgres::{PgJobStore, PgStore};
 pub use runs::{Checkpoint, Run, RunEnd, RunStatus, RunStore};
 pub use search::{
@@ -96,7 +98,7 @@ pub async fn connect(config: &DatabaseConfig, pool_size: u32) -> StoreResult<Bac
 }
 
 #[async_trait]
-pub trait Store: RunStore + TemplateStore {
+pub trait Store: RunStore + TemplateStore + KeyStore {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
 

@@ -222,6 +222,10 @@ pub struct UsageRecord {
     pub completion_tokens: i64,
     pub cost_usd: f64,
     pub created_at: Timestamp,
+    /// The API key the call was made with (none for a JWT).
+    pub api_key_id: Option<Uuid>,
+    /// The end user named behind a shared key (`user`, `X-OpenWebUI-User-Id`).
+    pub end_user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -93,6 +93,8 @@ async fn usage_records_past_their_retention_are_pruned_and_totals_stay() {
                 completion_tokens: 0,
                 cost_usd: 0.0,
                 created_at: now - Duration::days(days_ago),
+                api_key_id: None,
+                end_user: None,
             };
             app.state.store.record_usage(&record).await.unwrap();
         }

@@ -80,6 +80,8 @@ pub(crate) fn usage(
         completion_tokens: completion,
         cost_usd: cost,
         created_at: at,
+        api_key_id: None,
+        end_user: None,
     }
 }
 

@@ -96,6 +96,7 @@ impl OpenAi {
         let body = WireEmbeddingRequest {
             model: &request.model,
             input: &request.inputs,
+            dimensions: request.dimensions,
         };
         let reply: WireEmbeddings = self
             .http

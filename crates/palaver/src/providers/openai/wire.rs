@@ -91,6 +91,8 @@ pub(super) struct WireError {
 pub(super) struct WireEmbeddingRequest<'a> {
     pub(super) model: &'a str,
     pub(super) input: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) dimensions: Option<u32>,
 }
 
 #[derive(Deserialize)]

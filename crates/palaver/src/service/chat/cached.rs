@@ -34,7 +34,10 @@ impl ChatService {
     }
 
     /// The provider's answer in one piece, or the cache's.
-    pub(super) async fn complete(&self, turn: &Turn<'_>) -> Result<ChatCompletion, ProviderError> {
+    pub(super) async fn complete_turn(
+        &self,
+        turn: &Turn<'_>,
+    ) -> Result<ChatCompletion, ProviderError> {
         let Some((cache, key)) = self.cache_for(turn) else {
             return turn.provider.chat(&turn.request).await;
         };

@@ -76,6 +76,7 @@ impl ChatService {
             .or(template_model)
             .or_else(|| draft.conversation.model.clone())
             .unwrap_or_else(|| self.defaults.model.clone());
+        draft.input.attribution.permits(&requested)?;
         let turn = self.prepare_turn(&requested, draft, options.job).await?;
         // Reserve the most this exchange can cost, so a parallel burst cannot overshoot the
         // quota by more than one request; held until the reply and its usage are stored.
@@ -93,6 +94,14 @@ impl ChatService {
 
     /// Decides the model, the context and the ids of the exchange (reads the path it
     /// continues).
+    /// The model a turn's messages are stored under: the mock's own name when it answers.
+    fn stored_model(&self, requested: &str) -> String {
+        match self.providers.is_mock() {
+            true => "mock".to_owned(),
+            false => requested.to_owned(),
+        }
+    }
+
     async fn prepare_turn<'a>(
         &'a self,
         requested: &'a str,
@@ -110,11 +119,7 @@ impl ChatService {
         let defaults = template.as_ref().map(|t| &t.rendered);
         let routed = self.providers.route(requested)?;
         let (provider, upstream_model) = (routed.provider, routed.model.to_owned());
-        let model = if self.providers.is_mock() {
-            "mock".to_owned()
-        } else {
-            requested.to_owned()
-        };
+        let model = self.stored_model(requested);
         // A job is idempotent by its own id (each attempt is a run of its own).
         let request_key = input.client_request_id.clone().filter(|_| scope.is_none());
         let max_tokens = (input.max_tokens)
@@ -168,6 +173,7 @@ impl ChatService {
             reply_id,
             scope,
             request_key,
+            attribution: input.attribution,
             checkpointed: OnceLock::new(),
             cache: input.cache != Some(false),
             cached: AtomicBool::new(false),
@@ -220,7 +226,7 @@ impl ChatService {
                 .map_err(|e| begin_error(keyed, e))
         };
         let Mode::Stream { sink, cancel } = mode else {
-            let answered = alongside(stored, self.complete(turn)).await?;
+            let answered = alongside(stored, self.complete_turn(turn)).await?;
             return Ok(match answered {
                 Ok(done) => Answer::Complete {
                     content: done.content,

@@ -28,6 +28,10 @@ pub struct ChatInput {
     /// the same key attaches to the run it started instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// The API key and end user the exchange's usage is attributed to, and the models the
+    /// key allows (not part of a job's data: a job runs as its user).
+    #[serde(skip)]
+    pub attribution: crate::service::Attribution,
     /// A prompt template of the user: its system prompt and leading messages, rendered with
     /// `variables`, open the context; its parameters are defaults the request overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]

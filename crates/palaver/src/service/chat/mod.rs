@@ -11,6 +11,7 @@
 
 mod attach;
 mod cached;
+mod complete;
 mod context;
 mod exchange;
 mod input;
@@ -37,6 +38,7 @@ use crate::providers::{Providers, Usage};
 use crate::store::{Conversation, Message, Role, Store};
 use runs::{EventEncoder, Logged, RunLog};
 
+pub use complete::{Completion, CompletionEvent, CompletionInput, CompletionStream};
 pub use input::ChatInput;
 pub use scope::{JobScope, ReplyGuard, is_from_job, job_reply_id};
 pub use stream::StreamHandle;
@@ -295,7 +297,8 @@ impl ChatService {
         input: &ChatInput,
         anchor: Anchor,
     ) -> Result<Admitted, ChatFailure> {
-        self.admission.quota_open(user_id).await?;
+        let attribution = &input.attribution;
+        self.admission.quota_open_for(user_id, attribution).await?;
         let template = self.template_of(user_id, input).await?;
         let (mut conversation, created, place) = self.place(user_id, input, anchor).await?;
         let run_id = Uuid::now_v7();

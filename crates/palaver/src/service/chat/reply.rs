@@ -301,6 +301,8 @@ impl ChatService {
                 false => self.prices.cost(&turn.model, prompt, completion),
             },
             created_at,
+            api_key_id: turn.attribution.api_key_id,
+            end_user: turn.attribution.end_user.clone(),
         }
     }
 

@@ -29,6 +29,8 @@ pub(super) struct Turn<'a> {
     pub scope: Option<JobScope>,
     /// The client's key of the request (`Idempotency-Key`), stored with the run.
     pub request_key: Option<String>,
+    /// The API key and end user its usage is attributed to.
+    pub attribution: crate::service::Attribution,
     /// When the reply was first checkpointed (its row stored while it streamed).
     pub checkpointed: OnceLock<store::Timestamp>,
     /// Whether the response cache may answer or keep this turn (`cache: false` skips it).

@@ -93,14 +93,15 @@ macro_rules! append_where {
 
 // After the macros, which they use.
 mod conversations;
+mod keys;
 mod runs;
 mod templates;
 mod tree;
 mod writes;
 
 use writes::{
-    APPEND, APPEND_WITH_USAGE, RECORD_USAGE, START_CONVERSATION, bind_conversation, bind_message,
-    bind_usage, write_error,
+    APPEND, APPEND_WITH_USAGE, RECORD_USAGE, START_CONVERSATION, bind_attribution,
+    bind_conversation, bind_message, bind_usage, write_error,
 };
 
 impl PgStore {
@@ -330,7 +331,7 @@ impl Store for PgStore {
             msg,
         );
         let query = match usage {
-            Some(usage) => bind_usage(query, usage),
+            Some(usage) => bind_attribution(bind_usage(query, usage), usage),
             None => query,
         };
         match query.execute(&self.pool).await.map_err(write_error)? {
@@ -359,7 +360,7 @@ impl Store for PgStore {
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
-        bind_usage(sqlx::query(RECORD_USAGE), usage)
+        bind_attribution(bind_usage(sqlx::query(RECORD_USAGE), usage), usage)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -10,7 +10,9 @@ use super::super::{
     StoreResult, Timestamp, UsageRecord,
 };
 use super::PgStore;
-use super::writes::{PgQuery, bind_conversation, bind_message, bind_usage, write_error};
+use super::writes::{
+    PgQuery, bind_attribution, bind_conversation, bind_message, bind_usage, write_error,
+};
 
 /// The columns [`run`] reads.
 macro_rules! run_columns_read {
@@ -127,16 +129,17 @@ pub(super) async fn begin_exchange(
     }
 }
 
-/// A reply (`$1`..`$10`), its usage (`$11`..`$19`) and the end of its run (`$20`..`$24`),
-/// the latter two only if the reply was stored; returns how many replies were.
+/// A reply (`$1`..`$10`), its usage (`$11`..`$19`, attribution `$25`, `$26`) and the end of
+/// its run (`$20`..`$24`), the latter two only if the reply was stored; returns how many
+/// replies were.
 const END_WITH_RUN: &str = concat!(
     "WITH message AS (INSERT INTO messages ",
     message_insert!(),
     " ",
     append_where!(),
     " RETURNING id), usage AS (
-INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM message RETURNING 1
+INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at, api_key_id, end_user)
+    SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19, $25, $26 FROM message RETURNING 1
 ), run AS (
 UPDATE runs SET status = $21, last_seq = $22, error_code = $23, updated_at = $24
  WHERE id = $20 AND status IN ('queued', 'in_progress') AND EXISTS (SELECT 1 FROM message)
@@ -151,12 +154,13 @@ pub(super) async fn end_exchange(
     run_id: Uuid,
     end: &RunEnd,
 ) -> StoreResult<()> {
-    let stored: i64 = bind_usage(bind_message(sqlx::query(END_WITH_RUN), reply), usage)
+    let stored = bind_usage(bind_message(sqlx::query(END_WITH_RUN), reply), usage)
         .bind(run_id)
         .bind(end.status.as_str())
         .bind(end.last_seq)
         .bind(&end.error_code)
-        .bind(end.at)
+        .bind(end.at);
+    let stored: i64 = bind_attribution(stored, usage)
         .try_map(|row: sqlx::postgres::PgRow| row.try_get::<i64, _>(0))
         .fetch_one(pool)
         .await
@@ -234,12 +238,12 @@ const CHECKPOINT_NEXT: &str = "WITH run AS (UPDATE runs SET lease_until = $12, l
      SELECT (SELECT COUNT(*) FROM run), (SELECT COUNT(*) FROM message)";
 
 /// The final text of a checkpointed reply (`$1` id, `$2` content, `$3` tokens, `$4` model,
-/// `$5` metadata), its usage (`$6`..`$14`) and, when `$15` is not null, the end of its run
-/// (`$15`..`$19`); returns how many replies were updated.
+/// `$5` metadata), its usage (`$6`..`$14`, attribution `$20`, `$21`) and, when `$15` is not
+/// null, the end of its run (`$15`..`$19`); returns how many replies were updated.
 const REPLACE: &str = "WITH message AS (UPDATE messages SET content = $2, tokens = $3, model = $4, \
      metadata = $5 WHERE id = $1 RETURNING 1), usage AS (
-INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    SELECT $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM message RETURNING 1
+INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at, api_key_id, end_user)
+    SELECT $6, $7, $8, $9, $10, $11, $12, $13, $14, $20, $21 FROM message RETURNING 1
 ), run AS (
 UPDATE runs SET status = $16, last_seq = $17, error_code = $18, updated_at = $19
  WHERE id = $15 AND status IN ('queued', 'in_progress') AND EXISTS (SELECT 1 FROM message)
@@ -331,12 +335,13 @@ impl RunStore for PgStore {
             .bind(reply.tokens)
             .bind(&reply.model)
             .bind(&reply.metadata);
-        let stored: i64 = bind_usage(query, usage)
+        let stored = bind_usage(query, usage)
             .bind(end.map(|_| run_id))
             .bind(end.map(|e| e.status.as_str()))
             .bind(end.map(|e| e.last_seq))
             .bind(end.and_then(|e| e.error_code.clone()))
-            .bind(end.map(|e| e.at))
+            .bind(end.map(|e| e.at));
+        let stored: i64 = bind_attribution(stored, usage)
             .try_map(|row: PgRow| row.try_get::<i64, _>(0))
             .fetch_one(&self.pool)
             .await

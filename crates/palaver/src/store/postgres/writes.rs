@@ -18,6 +18,12 @@ pub(super) fn bind_usage<'q>(query: PgQuery<'q>, usage: &'q UsageRecord) -> PgQu
         .bind(usage.created_at)
 }
 
+/// Binds a usage record's attribution (its API key and end user): the last two parameters
+/// of every statement that writes a usage record.
+pub(super) fn bind_attribution<'q>(query: PgQuery<'q>, usage: &'q UsageRecord) -> PgQuery<'q> {
+    query.bind(usage.api_key_id).bind(&usage.end_user)
+}
+
 /// Appends a message (`$1`..`$10`) if its conversation exists and its parent (`$9`) is a
 /// message of it.
 pub(super) const APPEND: &str = concat!(
@@ -71,17 +77,18 @@ pub(super) fn write_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// `APPEND` and, only if the message was stored, its usage record (`$11`..`$19`).
+/// `APPEND` and, only if the message was stored, its usage record (`$11`..`$19`, and its
+/// attribution `$20`, `$21`).
 pub(super) const APPEND_WITH_USAGE: &str = concat!(
     "WITH message AS (INSERT INTO messages ",
     message_insert!(),
     " ",
     append_where!(),
     " RETURNING id)
-INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM message"
+INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at, api_key_id, end_user)
+    SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21 FROM message"
 );
 
-/// A usage record (`$1`..`$9`).
-pub(super) const RECORD_USAGE: &str = "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// A usage record (`$1`..`$9`, and its attribution `$10`, `$11`).
+pub(super) const RECORD_USAGE: &str = "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at, api_key_id, end_user)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";

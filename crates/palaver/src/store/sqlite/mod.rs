@@ -6,6 +6,7 @@
 mod conversations;
 mod job_rows;
 mod jobs;
+mod keys;
 mod runs;
 mod search;
 mod templates;

@@ -95,6 +95,8 @@ pub(super) struct UsageRow {
     completion_tokens: i64,
     cost_usd: f64,
     created_at: String,
+    api_key_id: Option<String>,
+    end_user: Option<String>,
 }
 
 impl From<&UsageRecord> for UsageRow {
@@ -109,6 +111,8 @@ impl From<&UsageRecord> for UsageRow {
             completion_tokens: u.completion_tokens,
             cost_usd: u.cost_usd,
             created_at: ts(u.created_at),
+            api_key_id: u.api_key_id.map(|id| id.to_string()),
+            end_user: u.end_user.clone(),
         }
     }
 }
@@ -116,8 +120,9 @@ impl From<&UsageRecord> for UsageRow {
 impl UsageRow {
     pub(super) fn insert(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
         c.prepare_cached(
-            "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, completion_tokens, cost_usd, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO usage_records (id, user_id, conversation_id, kind, model, prompt_tokens, \
+             completion_tokens, cost_usd, created_at, api_key_id, end_user) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             self.id,
@@ -128,7 +133,9 @@ impl UsageRow {
             self.prompt_tokens,
             self.completion_tokens,
             self.cost_usd,
-            self.created_at
+            self.created_at,
+            self.api_key_id,
+            self.end_user
         ])
     }
 }
