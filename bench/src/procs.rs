@@ -122,6 +122,8 @@ pub async fn spawn_palaver_with(
         .env("RATE_LIMIT_PER_MINUTE", "1000000")
         .env("WORKER_CONCURRENCY", "0")
         .env("RUST_LOG", "warn")
+        // Passed through for A/B runs of the checkpoint interval (`RUN_CHECKPOINT_MS=0`).
+        .envs(std::env::vars().filter(|(k, _)| k == "RUN_CHECKPOINT_MS"))
         .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
