@@ -13,7 +13,7 @@ use crate::limits::QuotaGuard;
 use crate::providers::{ChatMessage, ChatRequest, ChatStream, Provider, ProviderError};
 use crate::providers::{StreamEvent, Usage, tokens};
 use crate::service::{Attribution, ServiceError};
-use crate::store::{self, UsageRecord};
+use crate::store::UsageRecord;
 
 /// One stateless completion as a transport asks for it (validated).
 #[derive(Debug, Clone)]
@@ -143,11 +143,7 @@ impl ChatService {
             .quota_open_for(user_id, &input.attribution)
             .await?;
         let routed = self.providers.route(&input.model)?;
-        let model = if self.providers.is_mock() {
-            "mock".to_owned()
-        } else {
-            input.model.clone()
-        };
+        let model = self.stored_model(&input.model);
         let max_tokens = input.max_tokens.unwrap_or(self.defaults.max_tokens);
         let counted_prompt = tokens::count_messages(&model, &input.messages);
         let budget = tokens::context_window(&model).saturating_sub(max_tokens as usize);
@@ -231,23 +227,7 @@ impl ChatService {
     }
 
     fn call_usage(&self, user_id: &str, call: &Call<'_>, usage: Usage) -> UsageRecord {
-        let (prompt, completion) = (
-            i64::from(usage.prompt_tokens),
-            i64::from(usage.completion_tokens),
-        );
-        UsageRecord {
-            id: Uuid::now_v7(),
-            user_id: user_id.to_owned(),
-            conversation_id: None,
-            kind: "chat".to_owned(),
-            model: call.model.clone(),
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            cost_usd: self.prices.cost(&call.model, prompt, completion),
-            created_at: store::now(),
-            api_key_id: call.attribution.api_key_id,
-            end_user: call.attribution.end_user.clone(),
-        }
+        self.priced_usage(user_id, &call.model, &call.attribution, usage)
     }
 
     /// Records a failed upstream call (no tokens, no cost) and returns the error.

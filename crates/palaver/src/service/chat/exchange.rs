@@ -95,7 +95,7 @@ impl ChatService {
     /// Decides the model, the context and the ids of the exchange (reads the path it
     /// continues).
     /// The model a turn's messages are stored under: the mock's own name when it answers.
-    fn stored_model(&self, requested: &str) -> String {
+    pub(super) fn stored_model(&self, requested: &str) -> String {
         match self.providers.is_mock() {
             true => "mock".to_owned(),
             false => requested.to_owned(),

@@ -11,7 +11,7 @@ use super::turn::Turn;
 use super::{ChatOutcome, ChatService};
 use crate::providers::tokens;
 use crate::providers::{ProviderError, Usage};
-use crate::service::{DEFAULT_TITLE, ServiceError};
+use crate::service::{Attribution, DEFAULT_TITLE, ServiceError};
 use crate::store::{
     self, Checkpoint, Message, Role, RunEnd, RunStatus, StoreError, Timestamp, UsageRecord,
 };
@@ -283,6 +283,26 @@ impl ChatService {
         usage: Usage,
         created_at: store::Timestamp,
     ) -> UsageRecord {
+        let mut record = self.priced_usage(user_id, &turn.model, &turn.attribution, usage);
+        record.conversation_id = Some(turn.conversation.id);
+        kind.clone_into(&mut record.kind);
+        record.created_at = created_at;
+        // A reply from the response cache cost the provider nothing.
+        if turn.cached.load(Ordering::Relaxed) {
+            record.cost_usd = 0.0;
+        }
+        record
+    }
+
+    /// The usage record of one provider call of `model`, priced, made now, of kind `chat`
+    /// and in no conversation (the callers set what differs).
+    pub(super) fn priced_usage(
+        &self,
+        user_id: &str,
+        model: &str,
+        attribution: &Attribution,
+        usage: Usage,
+    ) -> UsageRecord {
         let (prompt, completion) = (
             i64::from(usage.prompt_tokens),
             i64::from(usage.completion_tokens),
@@ -290,19 +310,15 @@ impl ChatService {
         UsageRecord {
             id: Uuid::now_v7(),
             user_id: user_id.to_owned(),
-            conversation_id: Some(turn.conversation.id),
-            kind: kind.to_owned(),
-            model: turn.model.clone(),
+            conversation_id: None,
+            kind: "chat".to_owned(),
+            model: model.to_owned(),
             prompt_tokens: prompt,
             completion_tokens: completion,
-            // A reply from the response cache cost the provider nothing.
-            cost_usd: match turn.cached.load(Ordering::Relaxed) {
-                true => 0.0,
-                false => self.prices.cost(&turn.model, prompt, completion),
-            },
-            created_at,
-            api_key_id: turn.attribution.api_key_id,
-            end_user: turn.attribution.end_user.clone(),
+            cost_usd: self.prices.cost(model, prompt, completion),
+            created_at: store::now(),
+            api_key_id: attribution.api_key_id,
+            end_user: attribution.end_user.clone(),
         }
     }
 
