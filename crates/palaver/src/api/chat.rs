@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -192,11 +192,7 @@ async fn stream_chat(
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
     Ok(Sse::new(stream)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(state.config.sse_keep_alive)
-                .text("keep-alive"),
-        )
+        .keep_alive(super::sse::keep_alive(state))
         .into_response())
 }
 

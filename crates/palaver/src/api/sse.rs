@@ -23,6 +23,13 @@ pub(super) fn sse_event(logged: &Logged) -> Event {
         .data(logged.data.get())
 }
 
+/// The keep-alive comment of every event stream, each `SSE_KEEPALIVE_SECS` of silence.
+pub(super) fn keep_alive(state: &AppState) -> KeepAlive {
+    KeepAlive::new()
+        .interval(state.config.sse_keep_alive)
+        .text("keep-alive")
+}
+
 /// The most bytes of events sent in one write of a replay.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -40,8 +47,7 @@ pub(super) async fn events_response(
         RunEvents::Snapshot(snapshot) => {
             let event = snapshot_event(*snapshot);
             let once = futures::stream::once(async move { Ok::<_, Infallible>(event) });
-            let keep_alive = KeepAlive::new().interval(every).text("keep-alive");
-            return Ok(Sse::new(once).keep_alive(keep_alive).into_response());
+            return Ok(Sse::new(once).keep_alive(keep_alive(state)).into_response());
         }
         RunEvents::Log(reader) => reader,
     };

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
@@ -186,11 +186,7 @@ pub(super) fn respond(
         .chain(rest)
         .map(Ok::<_, Infallible>);
     Sse::new(stream)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(state.config.sse_keep_alive)
-                .text("keep-alive"),
-        )
+        .keep_alive(crate::api::sse::keep_alive(state))
         .into_response()
 }
 
