@@ -401,3 +401,55 @@ async fn silent_streams_get_keep_alive_comments() {
     assert!(first.starts_with(": keep-alive"), "{first}");
     app.stop().await;
 }
+
+/// While a reply streams its text is written to its row every `RUN_CHECKPOINT_MS` (the
+/// conversation shows it, marked `streaming`); with `RUN_CHECKPOINT_MS=0` only its last write
+/// stores it.
+#[tokio::test]
+async fn a_streaming_reply_is_checkpointed_unless_checkpoints_are_off() {
+    for (every, checkpointed) in [("200", true), ("0", false)] {
+        let mock = MockLlm::start(MockConfig {
+            tokens_per_sec: Some(40.0),
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
+        let base = format!("{}/v1", mock.base_url());
+        let vars = [
+            ("OPENAI_API_KEY", "sk-test-runs"),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("RUN_CHECKPOINT_MS", every),
+        ];
+        let app = TestApp::spawn_with(Backend::Sqlite, &vars).await;
+        let body = json!({"message": "go [[mock:words=400]]", "stream": true});
+        // The client stays until 20 words are in (half a second), so the run goes on for
+        // about ten seconds more: several checkpoint periods.
+        let response = open_stream(&app, "cato", body).await;
+        let head = read_until(response, |e| chunks(e).split_whitespace().count() >= 20).await;
+        let conversation = head[0].2["conversationId"].as_str().unwrap().to_owned();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let c = get(&app, "cato", &format!("/conversations/{conversation}")).await;
+        let messages = c["messages"].as_array().unwrap();
+        let run = &c["activeRunId"];
+        assert!(
+            !run.is_null(),
+            "RUN_CHECKPOINT_MS={every}: still streaming: {c}"
+        );
+        if checkpointed {
+            assert_eq!(messages.len(), 2, "RUN_CHECKPOINT_MS={every}: {c}");
+            let reply = &messages[1];
+            assert_eq!(reply["metadata"]["streaming"], Value::Bool(true), "{reply}");
+            let text = reply["content"].as_str().unwrap();
+            assert!(
+                text.split_whitespace().count() >= 20,
+                "the checkpoint holds what was streamed by then: {reply}"
+            );
+        } else {
+            assert_eq!(
+                messages.len(),
+                1,
+                "RUN_CHECKPOINT_MS={every}: no reply row yet: {c}"
+            );
+        }
+    }
+}
